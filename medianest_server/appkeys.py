@@ -1,0 +1,12 @@
+"""Typed keys for what the application holds (never string keys on the app)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .config import Config
+from .db import Database, Migration
+
+CONFIG = web.AppKey("config", Config)
+DB = web.AppKey("db", Database)
+MIGRATIONS = web.AppKey("migrations", list[Migration])

@@ -1,0 +1,1 @@
+"""The HTTP surface: middlewares, health endpoints, pages and templates."""

@@ -1,0 +1,166 @@
+"""Shared fixtures: a config written to disk, and an assembled app on a real database."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from medianest_server.config import Config, default_document, load_config
+
+SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """Write a medianest.toml into tmp_path from the defaults plus `overrides` per section."""
+
+    def write(**overrides: dict[str, Any]) -> Path:
+        document = default_document(secret_key=SECRET)
+        for section, values in overrides.items():
+            document.setdefault(section, {}).update(values)
+        path = tmp_path / "medianest.toml"
+        path.write_text(tomli_w.dumps(document), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def config(write_config: Callable[..., Path]) -> Config:
+    return load_config(write_config(), environ={})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """A `medianest serve` (or any command) in a subprocess, its log captured to a file."""
+
+    def __init__(self, argv: list[str], port: int, log_path: Path, env: dict[str, str]) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, path: str = "/health/ready", timeout: float = 30.0) -> float:
+        """Poll until `path` answers 200; returns the seconds it took. Fails if the process dies."""
+        start = time.monotonic()
+        deadline = start + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.log}")
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=2) as response:
+                    if response.status == 200:
+                        return time.monotonic() - start
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.05)
+        pytest.fail(f"server not ready after {timeout}s:\n{self.log}")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start `medianest serve --config PATH --port N` (or `argv`); stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start(config_path: Path, *, argv: list[str] | None = None) -> ServerProcess:
+        port = free_port()
+        command = argv or [sys.executable, "-m", "medianest_server", "serve"]
+        command = [*command, "--config", str(config_path), "--port", str(port)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIANEST_")}
+        server = ServerProcess(command, port, tmp_path / f"server-{port}.log", env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "MEDIANEST_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("MEDIANEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def service_missing(what: str, error: Exception) -> None:
+    """Skip when a real service is not running, or fail when CI says it must be there."""
+    message = f"{what} is not reachable ({error}); start it or run .ci/run"
+    if os.environ.get("MEDIANEST_REQUIRE_SERVICES") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards. Yields its URL."""
+    import psycopg2
+
+    name = f"medianest_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        service_missing("PostgreSQL", exc)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test once on SQLite (a file in tmp_path) and once on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield "sqlite:///data/medianest.db"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+@pytest.fixture
+def app_config(write_config: Callable[..., Path], database_url: str) -> Config:
+    """A validated config on each database backend, its data_dir in tmp_path."""
+    return load_config(write_config(database={"url": database_url}), environ={})

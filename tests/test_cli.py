@@ -1,0 +1,201 @@
+"""The `medianest` command as an operator runs it: real processes, real database files."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from medianest_server import __version__
+
+from .conftest import REDIS_URL, SECRET, ServerProcess, free_port
+
+MEDIANEST = [sys.executable, "-m", "medianest_server"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*MEDIANEST, *args], capture_output=True, text=True, timeout=60, cwd=cwd, check=False
+    )
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"medianest {__version__}"
+
+
+def test_check_reports_one_line_per_part_and_fails_until_migrated(write_config) -> None:
+    path = write_config()
+    before = run("check", "--config", str(path))
+    assert before.returncode == 1
+    lines = before.stdout.splitlines()
+    assert [line.split(":", 1)[0] for line in lines] == ["config", "database", "redis", "data_dir"]
+    assert lines[1].startswith("database: FAILED") and "medianest migrate" in lines[1]
+    assert lines[2].startswith("redis: ok (not configured")
+
+    migrate = run("migrate", "--config", str(path))
+    assert migrate.returncode == 0, migrate.stderr
+    assert "applied core 0001_initial" in migrate.stdout
+    assert run("migrate", "--config", str(path)).stdout.strip() == "database is up to date"
+
+    after = run("check", "--config", str(path))
+    assert after.returncode == 0, after.stdout
+    assert all(": ok" in line for line in after.stdout.splitlines())
+
+
+def test_check_fails_for_unreachable_redis_and_unwritable_data_dir(
+    write_config, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    path = write_config(
+        redis={"url": f"redis://127.0.0.1:{free_port()}/0"},
+        server={"data_dir": "not-a-dir/data"},
+    )
+    result = run("check", "--config", str(path))
+    assert result.returncode == 1
+    out = result.stdout
+    assert "redis: FAILED (unreachable" in out
+    assert "data_dir: FAILED" in out
+
+
+def test_check_reaches_a_real_redis(write_config) -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        from .conftest import service_missing
+
+        service_missing("Redis", exc)
+    result = run("check", "--config", str(write_config(redis={"url": REDIS_URL})))
+    assert "redis: ok (reachable)" in result.stdout
+
+
+def test_serve_until_sigterm_then_close_the_database(write_config, start_server) -> None:
+    server = start_server(write_config())
+    server.wait_ready()
+    with urllib.request.urlopen(server.url + "/health/live", timeout=5) as response:
+        request_id = response.headers["X-Request-ID"]
+    assert server.stop() == 0
+    log = server.log
+    assert "listening" in log
+    assert f"request_id={request_id}" in log
+    assert log.index("shutting down") < log.index("database closed") < log.index("stopped")
+    assert SECRET not in log
+
+
+SLOW_SERVER = textwrap.dedent(
+    """
+    import asyncio, logging, sys
+    from aiohttp import web
+    from medianest_server.app import create_app
+    from medianest_server.config import load_config
+    from medianest_server.logs import configure_logging
+    from medianest_server.server import run
+
+    config = load_config(sys.argv[sys.argv.index("--config") + 1], environ={})
+    configure_logging()
+    app = create_app(config)
+
+    async def slow(request):
+        logging.getLogger("medianest.test").info("slow request started")
+        await asyncio.sleep(1.5)
+        return web.Response(text="finished")
+
+    app.router.add_get("/slow", slow)
+    run(app, "127.0.0.1", int(sys.argv[sys.argv.index("--port") + 1]), shutdown_timeout=10)
+    """
+)
+
+
+def test_sigterm_lets_in_flight_requests_finish(
+    write_config, start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    script = tmp_path / "slow_server.py"
+    script.write_text(SLOW_SERVER)
+    server = start_server(write_config(), argv=[sys.executable, str(script)])
+    server.wait_ready()
+    result: dict[str, object] = {}
+
+    def fetch() -> None:
+        with urllib.request.urlopen(server.url + "/slow", timeout=20) as response:
+            result["status"], result["body"] = response.status, response.read()
+
+    client = threading.Thread(target=fetch)
+    client.start()
+    deadline = time.monotonic() + 10
+    while "slow request started" not in server.log and time.monotonic() < deadline:
+        time.sleep(0.02)
+    server.proc.send_signal(signal.SIGTERM)
+    client.join(20)
+    assert result == {"status": 200, "body": b"finished"}
+    assert server.stop() == 0
+    assert server.log.index("shutting down") < server.log.index("database closed")
+
+
+def test_changed_migration_stops_start_up_with_a_clear_message(write_config) -> None:
+    path = write_config()
+    assert run("migrate", "--config", str(path)).returncode == 0
+    db_file = path.parent / "data" / "medianest.db"
+    with sqlite3.connect(db_file) as connection:
+        connection.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+    result = subprocess.run(
+        [*MEDIANEST, "serve", "--config", str(path), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "0001_initial" in result.stderr and "changed" in result.stderr
+    assert "listening" not in result.stderr
+
+
+def test_backup_copies_a_database_that_is_being_served(
+    write_config, start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    path = write_config()
+    server = start_server(path)
+    server.wait_ready()
+    dest = tmp_path / "backups" / "copy.db"
+    dest.parent.mkdir()
+    result = run("backup", str(dest), "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert str(dest) in result.stdout
+    with sqlite3.connect(dest) as copy:
+        assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        tables = {row[0] for row in copy.execute("SELECT name FROM sqlite_master")}
+    assert {"users", "sessions", "jobs", "schema_migrations"} <= tables
+    again = run("backup", str(dest), "--config", str(path))
+    assert again.returncode == 1
+    assert "exists" in again.stderr
+    assert server.stop() == 0
+
+
+def test_backup_refuses_postgresql_with_advice(write_config) -> None:
+    result = run(
+        "backup",
+        "x.db",
+        "--config",
+        str(write_config(database={"url": "postgresql://postgres@127.0.0.1:5432/postgres"})),
+    )
+    assert result.returncode == 2
+    assert "pg_dump" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["serve"], ["check"]])
+def test_missing_config_file_says_how_to_make_one(tmp_path: Path, command: list[str]) -> None:
+    result = run(*command, "--config", str(tmp_path / "absent.toml"))
+    assert result.returncode == 2
+    assert "medianest init" in result.stdout + result.stderr

@@ -1,0 +1,68 @@
+"""`pip install .` (not editable) into a clean virtual environment gives a working server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+import venv
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .conftest import ServerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_wheel_installs_into_a_fresh_venv_and_serves_pages(
+    tmp_path: Path, start_server: Callable[..., ServerProcess]
+) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(ROOT)],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = dist.glob("medianest-*.whl")
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)],
+        check=True,
+        timeout=600,
+    )
+    # the installed package, not this checkout, serves: templates and static ship in the wheel
+    located = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import medianest_server, pathlib; "
+            "p = pathlib.Path(medianest_server.__file__).parent; "
+            "print(p, (p / 'templates' / 'base.html').is_file(), (p / 'static').is_dir())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout.split()
+    assert located[0].startswith(str(env_dir)) and located[1:] == ["True", "True"]
+
+    config = tmp_path / "site" / "medianest.toml"
+    subprocess.run(
+        [str(env_dir / "bin" / "medianest"), "init", "--config", str(config)], check=True
+    )
+    server = start_server(config, argv=[str(env_dir / "bin" / "medianest"), "serve"])
+    server.wait_ready()
+    with urllib.request.urlopen(server.url + "/", timeout=5) as response:
+        page = response.read().decode()
+    assert "MediaNest is running" in page
+    href = page.split('rel="stylesheet" href="', 1)[1].split('"', 1)[0]
+    with urllib.request.urlopen(server.url + href, timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/css")
+    assert (config.parent / "data" / "medianest.db").is_file()
+    assert server.stop() == 0

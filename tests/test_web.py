@@ -1,0 +1,167 @@
+"""The HTTP surface of the assembled core app, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from medianest_server.app import create_app
+from medianest_server.appkeys import DB
+from medianest_server.config import Config
+from medianest_server.logs import AccessLogger, configure_logging
+
+from .conftest import SECRET
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = configure_logging("info", "json", stream=stream)
+    yield stream
+    logging.getLogger().removeHandler(handler)
+
+
+def _boom_routes(app: web.Application) -> None:
+    """Routes a test adds to the real app to provoke failures the core must handle."""
+
+    async def boom(request: web.Request) -> web.Response:
+        logging.getLogger("medianest.test").info("about to fail with %s", SECRET)
+        raise RuntimeError("kaboom")
+
+    async def echo_size(request: web.Request) -> web.Response:
+        return web.json_response({"size": len(await request.read())})
+
+    app.router.add_get("/api/v1/test/boom", boom)
+    app.router.add_get("/test/boom", boom)
+    app.router.add_post("/api/v1/test/echo", echo_size)
+
+
+@pytest.fixture
+async def client(aiohttp_client, app_config: Config) -> TestClient:
+    app = create_app(app_config)
+    _boom_routes(app)
+    return await aiohttp_client(app, server_kwargs={"access_log_class": AccessLogger})
+
+
+async def test_live_and_ready_answer_json(client: TestClient) -> None:
+    live = await client.get("/health/live")
+    assert live.status == 200
+    assert await live.json() == {"status": "ok"}
+    ready = await client.get("/health/ready")
+    assert ready.status == 200
+    assert await ready.json() == {
+        "status": "ready",
+        "checks": {"database": "up", "migrations": "up"},
+    }
+
+
+async def test_ready_is_503_while_a_migration_is_pending(client: TestClient) -> None:
+    db = client.app[DB]
+    await db.execute("DELETE FROM schema_migrations WHERE component = 'core'")
+    ready = await client.get("/health/ready")
+    assert ready.status == 503
+    assert (await ready.json())["checks"] == {"database": "up", "migrations": "down"}
+
+
+async def test_ready_is_503_when_the_database_is_gone(client: TestClient) -> None:
+    await client.app[DB].close()
+    ready = await client.get("/health/ready")
+    assert ready.status == 503
+    assert (await ready.json())["checks"]["database"] == "down"
+    assert (await client.get("/health/live")).status == 200
+
+
+async def test_request_id_is_taken_from_the_client_or_generated(client: TestClient) -> None:
+    given = await client.get("/health/live", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["X-Request-ID"] == "abc-123"
+    made = await client.get("/health/live", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert made.headers["X-Request-ID"] not in ("", "bad id\twith spaces")
+    assert len(made.headers["X-Request-ID"]) == 32
+    other = await client.get("/health/live")
+    assert other.headers["X-Request-ID"] != made.headers["X-Request-ID"]
+
+
+async def test_unknown_api_path_is_a_json_404_with_the_request_id(client: TestClient) -> None:
+    response = await client.get("/api/v1/no-such-thing", headers={"X-Request-ID": "req-404"})
+    assert response.status == 404
+    assert response.content_type == "application/json"
+    body = await response.json()
+    assert body == {
+        "error": {
+            "code": "not_found",
+            "message": "Not Found",
+            "details": None,
+            "request_id": "req-404",
+        }
+    }
+
+
+async def test_wrong_method_on_api_is_json_405_with_allow(client: TestClient) -> None:
+    response = await client.delete("/health/live")
+    assert response.status == 405
+    assert (await response.json())["error"]["code"] == "method_not_allowed"
+    assert "GET" in response.headers["Allow"]
+
+
+async def test_unknown_page_is_a_styled_404_page(client: TestClient) -> None:
+    response = await client.get("/no/such/page", headers={"X-Request-ID": "page-404"})
+    assert response.status == 404
+    assert response.content_type == "text/html"
+    text = await response.text()
+    assert "page-404" in text
+    assert "medianest.css" in text
+
+
+async def test_unhandled_error_is_500_logged_once_with_request_id_and_no_secret(
+    client: TestClient, log_stream: io.StringIO
+) -> None:
+    response = await client.get("/api/v1/test/boom", headers={"X-Request-ID": "req-boom"})
+    assert response.status == 500
+    body = await response.json()
+    assert body["error"]["code"] == "internal_error"
+    assert body["error"]["request_id"] == "req-boom"
+    assert "kaboom" not in json.dumps(body)
+    page = await client.get("/test/boom")
+    assert page.status == 500
+    assert "text/html" in page.headers["Content-Type"]
+
+    lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    of_request = [line for line in lines if line.get("request_id") == "req-boom"]
+    assert {line["message"] for line in of_request} >= {"unhandled error", "request"}
+    assert sum(1 for line in of_request if line["message"] == "unhandled error") == 1
+    assert (
+        "kaboom" in next(li for li in of_request if li["message"] == "unhandled error")["exception"]
+    )
+    assert SECRET not in log_stream.getvalue()
+    assert "about to fail with ***" in log_stream.getvalue()
+
+
+async def test_request_body_over_the_limit_is_413(aiohttp_client, write_config) -> None:
+    from medianest_server.config import load_config
+
+    config = load_config(write_config(server={"max_request_body_mb": 0.01}), environ={})
+    app = create_app(config)
+    _boom_routes(app)
+    client = await aiohttp_client(app)
+    small = await client.post("/api/v1/test/echo", data=b"x" * 1000)
+    assert await small.json() == {"size": 1000}
+    big = await client.post("/api/v1/test/echo", data=b"x" * 20_000)
+    assert big.status == 413
+    assert (await big.json())["error"]["code"] == "request_too_large"
+
+
+async def test_home_page_and_its_stylesheet_are_served(client: TestClient) -> None:
+    page = await client.get("/")
+    assert page.status == 200
+    text = await page.text()
+    assert "MediaNest is running" in text
+    href = text.split('rel="stylesheet" href="', 1)[1].split('"', 1)[0]
+    css = await client.get(href)
+    assert css.status == 200
+    assert css.content_type == "text/css"
