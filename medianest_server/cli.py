@@ -269,8 +269,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
         return _fail(f"database.url: {exc}", EXIT_CONFIG)
     if db.dialect != "sqlite":
         return _fail("backup copies SQLite databases; for PostgreSQL use pg_dump", EXIT_CONFIG)
-    source = sqlite_path(config)
-    if not source.exists():
+    source = Path(str(getattr(db, "path", "")))
+    if not source.is_file():
         return _fail(f"no database at {source}")
     dest = args.path if args.path.is_absolute() else Path(os.getcwd()) / args.path
     try:
@@ -279,11 +279,6 @@ def cmd_backup(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     print(f"backup of {source} written to {dest} ({dest.stat().st_size} bytes)")
     return EXIT_OK
-
-
-def sqlite_path(config: Config) -> Path:
-    raw = config.database.url.removeprefix("sqlite:///")
-    return Path(raw) if raw.startswith("/") else (config.base_dir / raw)
 
 
 if __name__ == "__main__":

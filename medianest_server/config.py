@@ -14,7 +14,7 @@ import os
 import secrets
 import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
-def _url_with_scheme(*schemes: str) -> validate.Validator:
+def _url_with_scheme(*schemes: str) -> Callable[[str], None]:
     def check(value: str) -> None:
         if value and urlsplit(value).scheme not in schemes:
             raise ValidationError(f"must start with one of {', '.join(s + '://' for s in schemes)}")
@@ -299,7 +299,10 @@ def build_config(
     problems += _apply_env_overrides(data, environ)
     problems += _unknown_sections(data)
     base_dir = base_dir or Path.cwd()
-    problems += _read_secret_files(data, base_dir)
+    file_problems = _read_secret_files(data, base_dir)
+    problems += file_problems
+    # a secret whose file could not be read is reported once, not again as "required"
+    unread = {p.split(":", 1)[0].removesuffix("_file") + ":" for p in file_problems}
 
     # [plugins.<name>] tables belong to their plugins, which validate them with their own schema
     plugins_table = data.get("plugins", {})
@@ -317,7 +320,8 @@ def build_config(
         try:
             loaded[section] = schema_cls().load(section_data)
         except ValidationError as exc:
-            problems += _describe(section, exc.messages, schema_cls())
+            described = _describe(section, exc.messages, schema_cls())
+            problems += [p for p in described if not p.startswith(tuple(unread))]
     if problems:
         raise ConfigError(source, problems)
 
@@ -445,10 +449,11 @@ def _read_secret_files(data: dict[str, Any], base_dir: Path) -> list[str]:
             base = key.removesuffix("_file")
             if not _is_secret(section, base):
                 continue  # left in place: validation reports it as an unknown key
+            file_name = str(values.pop(key))
             if base in values:
                 problems.append(f"{section}.{key}: give either {base} or {key}, not both")
                 continue
-            file_path = base_dir / str(values.pop(key))
+            file_path = base_dir / file_name
             try:
                 values[base] = file_path.read_text(encoding="utf-8").strip()
             except OSError as exc:

@@ -17,9 +17,11 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web import BaseRequest, StreamResponse
+from aiohttp.web import BaseRequest, RequestKey, StreamResponse
 
 request_id_var: ContextVar[str | None] = ContextVar("medianest_request_id", default=None)
+REQUEST_ID = RequestKey("request_id", str)
+ACCESS_LOGGER = "medianest.access"
 
 REDACTED = "***"
 _MIN_SECRET_LENGTH = 6
@@ -153,7 +155,7 @@ class AccessLogger(AbstractAccessLogger):
         self.logger.info(
             "request",
             extra={
-                "request_id": request.get("request_id"),
+                "request_id": request.get(REQUEST_ID),
                 "method": request.method,
                 "path": request.path,
                 "status": response.status,
@@ -165,3 +167,8 @@ class AccessLogger(AbstractAccessLogger):
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
+
+
+def access_log_options() -> dict[str, Any]:
+    """Keyword arguments for an aiohttp runner or test server: structured access lines."""
+    return {"access_log_class": AccessLogger, "access_log": logging.getLogger(ACCESS_LOGGER)}

@@ -12,7 +12,7 @@ import signal
 
 from aiohttp import web
 
-from .logs import AccessLogger
+from .logs import access_log_options
 
 log = logging.getLogger("medianest.server")
 
@@ -22,8 +22,7 @@ async def serve(
 ) -> None:
     runner = web.AppRunner(
         app,
-        access_log_class=AccessLogger,
-        access_log=logging.getLogger("medianest.access"),
+        **access_log_options(),
         shutdown_timeout=shutdown_timeout,
     )
     await runner.setup()

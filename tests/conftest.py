@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -125,39 +124,55 @@ def service_missing(what: str, error: Exception) -> None:
     pytest.skip(message)
 
 
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test; dropped afterwards. Yields its URL."""
+def _admin_connection(url: str) -> Any:
     import psycopg2
 
-    name = f"medianest_test_{uuid.uuid4().hex[:12]}"
+    connection = psycopg2.connect(url, connect_timeout=3)
+    connection.autocommit = True
+    return connection
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The admin URL of a reachable PostgreSQL server; skips (or fails) when there is none."""
+    import psycopg2
+
     try:
-        admin = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
+        _admin_connection(POSTGRES_ADMIN_URL).close()
     except psycopg2.OperationalError as exc:
-        service_missing("PostgreSQL", exc)
-    admin.autocommit = True
+        service_missing(f"PostgreSQL at {POSTGRES_ADMIN_URL}", exc)
+    return POSTGRES_ADMIN_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    name = f"medianest_test_{uuid.uuid4().hex[:12]}"
+    admin = _admin_connection(postgres_server)
     try:
         with admin.cursor() as cursor:
             cursor.execute(f'CREATE DATABASE "{name}"')
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        yield postgres_server.rsplit("/", 1)[0] + "/" + name
     finally:
-        with admin.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        finally:
+            admin.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run the test once on SQLite (a file in tmp_path) and once on a fresh PostgreSQL database."""
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database, once on SQLite (a file in tmp_path), once on PostgreSQL."""
     if request.param == "sqlite":
-        yield "sqlite:///data/medianest.db"
-    else:
-        with postgres_database() as url:
-            yield url
+        return f"sqlite:///{tmp_path}/medianest.db"  # tmp_path is absolute: four slashes
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture

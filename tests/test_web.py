@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -9,12 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from medianest_server.app import create_app
 from medianest_server.appkeys import DB
 from medianest_server.config import Config
-from medianest_server.logs import AccessLogger, configure_logging
+from medianest_server.logs import access_log_options, configure_logging
 
 from .conftest import SECRET
 
@@ -46,7 +47,9 @@ def _boom_routes(app: web.Application) -> None:
 async def client(aiohttp_client, app_config: Config) -> TestClient:
     app = create_app(app_config)
     _boom_routes(app)
-    return await aiohttp_client(app, server_kwargs={"access_log_class": AccessLogger})
+    server = TestServer(app)
+    await server.start_server(**access_log_options())  # as `medianest serve` runs it
+    return await aiohttp_client(server)
 
 
 async def test_live_and_ready_answer_json(client: TestClient) -> None:
@@ -131,8 +134,14 @@ async def test_unhandled_error_is_500_logged_once_with_request_id_and_no_secret(
     assert page.status == 500
     assert "text/html" in page.headers["Content-Type"]
 
-    lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
-    of_request = [line for line in lines if line.get("request_id") == "req-boom"]
+    # the access line is written just after the response is sent: wait for it, bounded
+    of_request: list[dict[str, object]] = []
+    for _ in range(200):
+        lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+        of_request = [line for line in lines if line.get("request_id") == "req-boom"]
+        if any(line["message"] == "request" for line in of_request):
+            break
+        await asyncio.sleep(0.01)
     assert {line["message"] for line in of_request} >= {"unhandled error", "request"}
     assert sum(1 for line in of_request if line["message"] == "unhandled error") == 1
     assert (

@@ -140,19 +140,6 @@ class Database(Connection):
 # -- values ----------------------------------------------------------------------------------
 
 
-def adapt_value(value: Any) -> Any:
-    """Turn a parameter value into what the SQLite driver stores.
-
-    Datetimes become fixed-width ISO 8601 text in UTC (so text order is time order), dicts and
-    lists become compact JSON text. PostgreSQL has its own adaptation (see ``postgres.py``).
-    """
-    if isinstance(value, datetime):
-        return format_timestamp(value)
-    if isinstance(value, dict | list):
-        return dump_json(value)
-    return value
-
-
 def require_aware(value: datetime) -> datetime:
     """Return ``value`` unchanged, or raise ``ValueError`` if it has no timezone."""
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
@@ -184,7 +171,7 @@ def dump_json(value: Any) -> str:
 
 _PG_TOKENS = re.compile(
     r"""
-      (?P<estring>[Ee]'(?:[^'\\]|\\.|'')*')
+      (?P<estring>(?<![A-Za-z0-9_])[Ee]'(?:[^'\\]|\\.|'')*')
     | (?P<string>'(?:[^']|'')*')
     | (?P<ident>"(?:[^"]|"")*")
     | (?P<line_comment>--[^\n]*)
@@ -215,13 +202,6 @@ def to_pyformat(sql: str) -> tuple[str, frozenset[str]]:
         return match.group(0).replace("%", "%%")
 
     return _PG_TOKENS.sub(replace, sql), frozenset(names)
-
-
-def check_params(names: frozenset[str], params: Mapping[str, Any]) -> None:
-    """Raise DatabaseError naming the first ``:name`` the SQL uses but ``params`` lacks."""
-    missing = sorted(names.difference(params))
-    if missing:
-        raise DatabaseError(f"no value supplied for parameter :{missing[0]}")
 
 
 _SQL_HEAD = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*([A-Za-z]+)", re.DOTALL)

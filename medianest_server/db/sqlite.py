@@ -14,6 +14,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,9 +27,10 @@ from .base import (
     Dialect,
     IntegrityError,
     Row,
-    adapt_value,
     describe_sql,
+    dump_json,
     first_keyword,
+    format_timestamp,
     parse_timestamp,
 )
 
@@ -41,15 +43,39 @@ def _convert_bool(raw: bytes) -> bool:
     return raw.strip().lower() not in (b"0", b"false", b"f", b"")
 
 
+def _convert_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(
+            "a column declared JSON holds text that is not JSON; "
+            "to store a JSON string pass json.dumps(value)"
+        ) from exc
+
+
 # Converters are process-wide in sqlite3; they only apply to connections opened with
 # PARSE_DECLTYPES, and these names only to columns declared with these types.
 sqlite3.register_converter("TIMESTAMP", lambda raw: parse_timestamp(raw.decode()))
-sqlite3.register_converter("JSON", json.loads)
+sqlite3.register_converter("JSON", _convert_json)
 sqlite3.register_converter("BOOLEAN", _convert_bool)
 
 
 def _dict_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Row:
     return {column[0]: value for column, value in zip(cursor.description, values, strict=True)}
+
+
+def adapt_value(value: Any) -> Any:
+    """Turn a parameter value into what SQLite stores.
+
+    Datetimes become fixed-width ISO 8601 text in UTC (so text order is time order), dicts and
+    lists compact JSON text. Done here rather than with sqlite3.register_adapter, which would
+    change every sqlite3 user in the process.
+    """
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, dict | list):
+        return dump_json(value)
+    return value
 
 
 def _adapt(params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -85,17 +111,23 @@ async def _wrap(operation: str, sql: str | None, awaitable: Awaitable[T]) -> T:
 
 
 class _Session(Connection):
-    """Statements on one aiosqlite connection, with no locking of its own."""
+    """Statements on one aiosqlite connection, with no locking of its own.
+
+    Also what ``transaction()`` hands out: unusable once the block has ended.
+    """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        self.active = True
 
-    async def _run(self, sql: str, params: Mapping[str, Any] | None) -> aiosqlite.Cursor:
-        return await self._conn.execute(sql, _adapt(params))
+    def _live(self) -> aiosqlite.Connection:
+        if not self.active:
+            raise DatabaseError("this transaction has already ended")
+        return self._conn
 
     async def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
         async def run() -> int:
-            cursor = await self._run(sql, params)
+            cursor = await self._live().execute(sql, _adapt(params))
             rowcount = cursor.rowcount
             await cursor.close()
             return rowcount
@@ -104,62 +136,39 @@ class _Session(Connection):
 
     async def execute_many(self, sql: str, params_seq: Iterable[Mapping[str, Any]]) -> None:
         adapted = [_adapt(params) for params in params_seq]
-        await _wrap("execute_many", sql, self._conn.executemany(sql, adapted))
+        await _wrap("execute_many", sql, self._live().executemany(sql, adapted))
 
     async def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
+        return await self._first_row("fetch_one", sql, params)
+
+    async def _first_row(
+        self, operation: str, sql: str, params: Mapping[str, Any] | None
+    ) -> Row | None:
         async def run() -> Row | None:
-            cursor = await self._run(sql, params)
+            cursor = await self._live().execute(sql, _adapt(params))
             row: Row | None = await cursor.fetchone()  # type: ignore[assignment]
             await cursor.close()
             return row
 
-        return await _wrap("fetch_one", sql, run())
+        return await _wrap(operation, sql, run())
 
     async def fetch_all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        rows = await _wrap("fetch_all", sql, self._conn.execute_fetchall(sql, _adapt(params)))
-        return list(rows)  # type: ignore[arg-type]
+        query = self._live().execute_fetchall(sql, _adapt(params))
+        return list(await _wrap("fetch_all", sql, query))  # type: ignore[arg-type]
 
     async def fetch_val(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
-        row = await self.fetch_one(sql, params)
+        row = await self._first_row("fetch_val", sql, params)
         return None if row is None else next(iter(row.values()), None)
 
     async def execute_script(self, sql: str) -> None:
         statements = split_statements(sql)
         for number, statement in enumerate(statements, start=1):
             try:
-                await _wrap("execute_script", None, self._conn.execute(statement))
+                await _wrap("execute_script", None, self._live().execute(statement))
             except DatabaseError as exc:
                 raise type(exc)(
                     f"{exc} (statement {number} of {len(statements)}: {describe_sql(statement)})"
                 ) from exc.__cause__
-
-
-class _Transaction(_Session):
-    """The connection handed out by ``transaction()``; unusable once the block has ended."""
-
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        super().__init__(conn)
-        self.active = True
-
-    async def _run(self, sql: str, params: Mapping[str, Any] | None) -> aiosqlite.Cursor:
-        self._check()
-        return await super()._run(sql, params)
-
-    def _check(self) -> None:
-        if not self.active:
-            raise DatabaseError("this transaction has already ended")
-
-    async def execute_many(self, sql: str, params_seq: Iterable[Mapping[str, Any]]) -> None:
-        self._check()
-        await super().execute_many(sql, params_seq)
-
-    async def fetch_all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        self._check()
-        return await super().fetch_all(sql, params)
-
-    async def execute_script(self, sql: str) -> None:
-        self._check()
-        await super().execute_script(sql)
 
 
 class SQLiteDatabase(Database):
@@ -168,7 +177,12 @@ class SQLiteDatabase(Database):
     dialect: Dialect = "sqlite"
 
     def __init__(
-        self, path: Path | str, *, url_for_display: str, pool_size: int = 5, busy_timeout_ms: int = 5000
+        self,
+        path: Path | str,
+        *,
+        url_for_display: str,
+        pool_size: int = 5,
+        busy_timeout_ms: int = 5000,
     ) -> None:
         super().__init__()
         self.path = path
@@ -249,7 +263,9 @@ class SQLiteDatabase(Database):
             try:
                 await conn.close()
             except sqlite3.Error:
-                logger.exception("closing a SQLite connection failed", extra={"path": str(self.path)})
+                logger.exception(
+                    "closing a SQLite connection failed", extra={"path": str(self.path)}
+                )
 
     def _check_open(self, operation: str) -> aiosqlite.Connection:
         self._guard(operation)
@@ -266,14 +282,15 @@ class SQLiteDatabase(Database):
         """Hold the writer; with ``atomic`` wrap the block in BEGIN IMMEDIATE … COMMIT."""
         self._check_open(operation)
         async with self._lock:
-            writer = self._check_open(operation)
-            if writer.in_transaction:  # left behind by a cancelled rollback
-                logger.warning("rolling back a transaction left open on the SQLite writer")
-                await _wrap("rollback", None, writer.execute("ROLLBACK"))
+            writer = self._writer  # still open: close() takes the lock after the waiters
+            if writer is None:
+                raise DatabaseError(f"{operation} on a closed Database")
+            if writer.in_transaction:
+                await self._roll_back_leftover(writer)
             if not atomic:
                 yield _Session(writer)
                 return
-            session = _Transaction(writer)
+            session = _Session(writer)
             await _wrap("begin transaction", None, writer.execute("BEGIN IMMEDIATE"))
             self._enter_transaction()
             try:
@@ -290,12 +307,26 @@ class SQLiteDatabase(Database):
                 await self._rollback(writer)
                 raise
 
-    @staticmethod
-    async def _rollback(writer: aiosqlite.Connection) -> None:
+    async def _roll_back_leftover(self, writer: aiosqlite.Connection) -> None:
+        """Roll back a transaction a cancelled task left open (unless its ROLLBACK is queued)."""
+        try:
+            await writer.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            return  # the cancelled task's own ROLLBACK ran first
+        logger.warning(
+            "rolled back a transaction left open on the SQLite writer",
+            extra={"path": str(self.path)},
+        )
+
+    async def _rollback(self, writer: aiosqlite.Connection) -> None:
         if not writer.in_transaction:  # SQLite already rolled back (e.g. disk full)
             return
-        # Queued on the writer's thread before any later statement, even if we are cancelled.
-        await asyncio.shield(_wrap("rollback", None, writer.execute("ROLLBACK")))
+        try:
+            # Queued on the writer's thread before any later statement, even if we are cancelled.
+            await asyncio.shield(writer.execute("ROLLBACK"))
+        except sqlite3.Error:
+            # _write() rolls back a transaction left open before the writer's next use.
+            logger.warning("SQLite ROLLBACK failed", exc_info=True, extra={"path": str(self.path)})
 
     async def _read(self, operation: str, call: Callable[[_Session], Awaitable[T]]) -> T:
         self._check_open(operation)

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..errors import MediaNestError
-from ..logs import request_id_var
+from ..logs import REQUEST_ID, request_id_var
 
 log = logging.getLogger("medianest.web")
 
@@ -46,7 +46,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     """Take a well-formed `X-Request-ID` from the client or make one; echo it on the response."""
     supplied = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = supplied if _VALID_REQUEST_ID.match(supplied) else uuid.uuid4().hex
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     token = request_id_var.set(request_id)
     try:
         response = await handler(request)
@@ -88,7 +88,7 @@ def error_response(
     *,
     headers: Any = None,
 ) -> web.StreamResponse:
-    request_id = request.get("request_id")
+    request_id = request.get(REQUEST_ID)
     kept_headers = {}
     if headers:
         # keep headers that tell the client what to do next; drop content headers of the original
