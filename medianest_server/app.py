@@ -1,68 +1,200 @@
-"""`create_app(config)`: build the web.Application, its stores and routes. Nothing else."""
+"""`create_app(config)`: build the web.Application, its services, plugins and routes."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import ModuleType
+from typing import Any
 
 from aiohttp import web
 
-from .appkeys import CONFIG, DB, MIGRATIONS
+from .appkeys import CONFIG, DB, MIGRATIONS, PLUGINS, SERVICES
+from .clock import SYSTEM_CLOCK, Clock
 from .config import Config
-from .db import CORE_MIGRATIONS, apply_migrations, load_migrations, open_database
+from .db import CORE_MIGRATIONS, apply_migrations, load_migrations
+from .healthchecks import HealthRegistry
 from .logs import redactor
-from .web import health, pages
+from .plugins.context import PluginContext
+from .plugins.dispatch import EventDispatcher
+from .plugins.loader import Candidate, PluginManager, PluginRecord
+from .routing import Routes
+from .services import Services, build_services
+from .web import access, admin, health, pages, webhooks
 from .web.middlewares import error_middleware, request_id_middleware
 from .web.templating import setup_templates
 
 log = logging.getLogger("medianest.app")
 
+# the core's own behaviour, registered through the same hooks third parties use
+DEFAULT_PLUGINS: list[tuple[str, ModuleType]] = [
+    ("core.health", health),
+    ("core.pages", pages),
+    ("core.admin", admin),
+]
 
-def create_app(config: Config) -> web.Application:
+HEALTH = web.AppKey("health", HealthRegistry)
+DISPATCHER = web.AppKey("event_dispatcher", EventDispatcher)
+
+
+def create_app(
+    config: Config,
+    *,
+    plugins: Sequence[Candidate] | None = None,
+    environ: Mapping[str, str] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> web.Application:
     """Assemble the application for `config`. Raises UnknownDatabaseURL for a bad database URL.
 
-    Nothing is opened here: the database connects and migrates when the app starts, and closes
-    when it stops (cleanup_ctx), so an app can be built, inspected and thrown away cheaply.
+    `plugins` replaces entry-point discovery (tests pass their own). Nothing is opened here:
+    the database connects and migrates, plugins start, and background tasks run when the app
+    starts (cleanup_ctx), and all of it stops when the app stops.
     """
     redactor.add(*config.secret_values())
+    services = build_services(config, clock=clock)
+    manager = PluginManager(config, builtins=DEFAULT_PLUGINS, candidates=plugins, environ=environ)
+    manager.load()
+
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware],
+        middlewares=[request_id_middleware, error_middleware, access.access_middleware],
         client_max_size=int(config.server.max_request_body_mb * 1024 * 1024),
     )
     app[CONFIG] = config
-    db = open_database(
-        config.database.url,
-        base_dir=config.base_dir,
-        pool_size=config.database.pool_size,
-        busy_timeout_ms=config.database.busy_timeout_ms,
-    )
-    app[DB] = db
-    app[MIGRATIONS] = load_migrations("core", CORE_MIGRATIONS, db.dialect)
-
+    app[SERVICES] = services
+    app[DB] = services.db
+    app[PLUGINS] = manager
+    app[HEALTH] = HealthRegistry(clock=clock)
+    app[access.ROUTE_TABLE] = {}
     setup_templates(app)
-    app.add_routes(health.routes)
-    app.add_routes(pages.routes)
+
+    for record in manager.active():
+        record.ctx = _context(record, services)
+    _mount_plugin_routes(app, manager)
+
     app.cleanup_ctx.append(_data_dir)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_plugins)
     return app
 
 
+def _context(record: PluginRecord, services: Services) -> PluginContext:
+    name = "core" if record.builtin else record.name
+    return PluginContext(
+        name=name,
+        config=record.config,
+        db=services.db,
+        cache=services.cache.namespace(f"plugin:{name}"),
+        events=services.events,
+        jobs=services.jobs,
+        http=services.http,
+        secrets=services.secrets,
+        ratelimiter=services.ratelimiter,
+        clock=services.clock,
+        data_dir=services.config.data_dir / "plugins" / name,
+        services=services.registry,
+    )
+
+
+def _mount_plugin_routes(app: web.Application, manager: PluginManager) -> None:
+    """Routes and webhooks of every active plugin; a collision disables the later plugin."""
+    for record in manager.active():
+        try:
+            routes = manager.call_sync(record, "medianest_routes")
+            if routes is not None:
+                if not isinstance(routes, Routes):
+                    raise TypeError(
+                        f"medianest_routes returned {type(routes).__name__}; return a "
+                        "medianest_server.plugin_api.Routes"
+                    )
+                access.mount_routes(app, record.name, routes, builtin=record.builtin)
+            hooks = manager.call_sync(record, "medianest_webhooks")
+            if hooks:
+                webhooks.mount_webhooks(app, record.name, list(hooks))
+        except Exception as exc:
+            manager.fail(
+                record,
+                "routes",
+                str(exc)
+                if isinstance(exc, access.RouteCollision)
+                else f"{type(exc).__name__}: {exc}",
+            )
+
+
 async def _data_dir(app: web.Application) -> AsyncIterator[None]:
-    app[CONFIG].data_dir.mkdir(parents=True, exist_ok=True)
+    """The data folder, and one folder per active plugin inside it."""
+    folders = [app[CONFIG].data_dir] + [
+        record.ctx.data_dir
+        for record in app[PLUGINS].active()
+        if record.ctx is not None and not record.builtin
+    ]
+    for folder in folders:
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     yield
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    db = app[DB]
+    """Connect, apply the core's and every active plugin's migrations; close at the end."""
+    services = app[SERVICES]
+    db = services.db
     await db.connect()
     try:
-        applied = await apply_migrations(db, app[MIGRATIONS])
-        for migration in applied:
-            log.info(
-                "migration applied",
-                extra={"component": migration.component, "migration": migration.name},
-            )
+        core = load_migrations("core", CORE_MIGRATIONS, db.dialect)
+        _log_applied(await apply_migrations(db, core))
+        manager = app[PLUGINS]
+        applied_plugins = []
+        for record, migrations in manager.collect_migrations(db.dialect):
+            try:
+                _log_applied(await apply_migrations(db, migrations))
+                applied_plugins += migrations
+            except Exception as exc:
+                manager.fail(record, "migrations", str(exc))
+        app[MIGRATIONS] = core + applied_plugins
         yield
     finally:
         await db.close()
         log.info("database closed", extra={"database": db.url_for_display})
+
+
+def _log_applied(applied: Sequence[Any]) -> None:
+    for migration in applied:
+        log.info(
+            "migration applied",
+            extra={"component": migration.component, "migration": migration.name},
+        )
+
+
+async def _plugins(app: web.Application) -> AsyncIterator[None]:
+    """Start services and plugins, then what plugins contribute: tasks, checks, handlers."""
+    services = app[SERVICES]
+    manager = app[PLUGINS]
+    await services.start()
+    await manager.start()
+    dispatcher = EventDispatcher(services.events)
+    app[DISPATCHER] = dispatcher
+    for record in manager.active():
+        await _collect_contributions(app, manager, record)
+    await services.start_background()
+    try:
+        yield
+    finally:
+        await dispatcher.close()
+        await services.tasks.stop()
+        await manager.stop()
+        await services.close()
+
+
+async def _collect_contributions(
+    app: web.Application, manager: PluginManager, record: PluginRecord
+) -> None:
+    owner = record.name
+    try:
+        for task in await manager.call(record, "medianest_background_tasks") or ():
+            app[SERVICES].tasks.add(task, owner=owner)
+        for check in await manager.call(record, "medianest_health_checks") or ():
+            app[HEALTH].add(owner, check)
+        handlers = await manager.call(record, "medianest_event_handlers")
+        if handlers:
+            app[DISPATCHER].add(owner, handlers)
+    except Exception as exc:
+        manager.fail(record, "startup", f"{type(exc).__name__}: {exc}")

@@ -6,7 +6,11 @@ from aiohttp import web
 
 from .config import Config
 from .db import Database, Migration
+from .plugins.loader import PluginManager
+from .services import Services
 
 CONFIG = web.AppKey("config", Config)
 DB = web.AppKey("db", Database)
 MIGRATIONS = web.AppKey("migrations", list[Migration])
+SERVICES = web.AppKey("services", Services)
+PLUGINS = web.AppKey("plugins", PluginManager)

@@ -1,4 +1,4 @@
-"""`medianest`: serve, init, migrate, check, backup.
+"""`medianest`: serve, init, migrate, check, plugins, backup.
 
 Exit status: 0 success; 1 a check or operation failed; 2 the configuration (or the command line)
 is wrong, reported before any data is touched.
@@ -37,6 +37,7 @@ from .db import (
     pending_migrations,
 )
 from .logs import configure_logging, redactor
+from .plugins.loader import PluginManager
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -81,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
         "check", parents=[common], help="check config, database, Redis and the data folder"
     )
     check.set_defaults(handler=cmd_check)
+
+    plugins = commands.add_parser(
+        "plugins", parents=[common], help="list plugins: name, distribution, version, status"
+    )
+    plugins.set_defaults(handler=cmd_plugins)
 
     backup = commands.add_parser(
         "backup", parents=[common], help="copy the SQLite database consistently, even while serving"
@@ -162,13 +168,19 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     async def migrate() -> int:
         db = open_database(config.database.url, base_dir=config.base_dir)
+        manager = _plugin_manager(config)
         await db.connect()
         try:
             applied = await apply_migrations(
                 db, load_migrations("core", CORE_MIGRATIONS, db.dialect)
             )
+            for _record, migration_set in manager.collect_migrations(db.dialect):
+                applied += await apply_migrations(db, migration_set)
         finally:
             await db.close()
+        for record in manager.records.values():
+            if record.status == "failed":
+                print(f"plugin {record.name} skipped: {record.error}", file=sys.stderr)
         for migration in applied:
             print(f"applied {migration.component} {migration.name}")
         if not applied:
@@ -181,6 +193,41 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         return _fail(f"database.url: {exc}", EXIT_CONFIG)
     except DatabaseError as exc:
         return _fail(str(exc))
+
+
+def _plugin_manager(config: Config) -> PluginManager:
+    from .app import DEFAULT_PLUGINS
+
+    manager = PluginManager(config, builtins=DEFAULT_PLUGINS)
+    manager.load()
+    return manager
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """One line per plugin: name, distribution, version, status, hooks, error."""
+    config = _load(args)
+    logging.disable(logging.ERROR)  # failures are in the table; don't print them twice
+    manager = _plugin_manager(config)
+    manager.collect_migrations(_dialect(config))
+    logging.disable(logging.NOTSET)
+    for record in manager.records.values():
+        if record.builtin:
+            continue
+        hooks = ",".join(h.removeprefix("medianest_") for h in record.hooks) or "-"
+        line = (
+            f"{record.name}\t{record.distribution or '-'}\t{record.version or '-'}\t"
+            f"{record.status}\t{hooks}"
+        )
+        if record.error:
+            line += f"\t{record.stage}: {record.error}"
+        print(redactor(line))
+    return EXIT_FAILED if manager.failed_names() else EXIT_OK
+
+
+def _dialect(config: Config) -> str:
+    return (
+        "postgresql" if config.database.url.startswith(("postgresql:", "postgres:")) else "sqlite"
+    )
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -102,18 +102,26 @@ SLOW_SERVER = textwrap.dedent(
     from medianest_server.app import create_app
     from medianest_server.config import load_config
     from medianest_server.logs import configure_logging
+    from medianest_server.plugin_api import Routes, hookimpl
+    from medianest_server.plugins.loader import Candidate
     from medianest_server.server import run
 
-    config = load_config(sys.argv[sys.argv.index("--config") + 1], environ={})
-    configure_logging()
-    app = create_app(config)
+    routes = Routes()
 
+    @routes.get("/slow", access="public")
     async def slow(request):
         logging.getLogger("medianest.test").info("slow request started")
         await asyncio.sleep(1.5)
         return web.Response(text="finished")
 
-    app.router.add_get("/slow", slow)
+    @hookimpl
+    def medianest_routes():
+        return routes
+
+    config = load_config(sys.argv[sys.argv.index("--config") + 1], environ={})
+    configure_logging()
+    this_module = sys.modules[__name__]
+    app = create_app(config, plugins=[Candidate("slow", lambda: this_module)], environ={})
     run(app, "127.0.0.1", int(sys.argv[sys.argv.index("--port") + 1]), shutdown_timeout=10)
     """
 )
@@ -129,7 +137,7 @@ def test_sigterm_lets_in_flight_requests_finish(
     result: dict[str, object] = {}
 
     def fetch() -> None:
-        with urllib.request.urlopen(server.url + "/slow", timeout=20) as response:
+        with urllib.request.urlopen(server.url + "/api/v1/slow/slow", timeout=20) as response:
             result["status"], result["body"] = response.status, response.read()
 
     client = threading.Thread(target=fetch)

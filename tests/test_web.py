@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import io
 import json
 import logging
@@ -16,6 +17,7 @@ from medianest_server.app import create_app
 from medianest_server.appkeys import DB
 from medianest_server.config import Config
 from medianest_server.logs import access_log_options, configure_logging
+from medianest_server.plugins.loader import Candidate
 
 from .conftest import SECRET
 
@@ -28,26 +30,15 @@ def log_stream() -> Iterator[io.StringIO]:
     logging.getLogger().removeHandler(handler)
 
 
-def _boom_routes(app: web.Application) -> None:
-    """Routes a test adds to the real app to provoke failures the core must handle."""
-
-    async def boom(request: web.Request) -> web.Response:
-        logging.getLogger("medianest.test").info("about to fail with %s", SECRET)
-        raise RuntimeError("kaboom")
-
-    async def echo_size(request: web.Request) -> web.Response:
-        return web.json_response({"size": len(await request.read())})
-
-    app.router.add_get("/api/v1/test/boom", boom)
-    app.router.add_get("/test/boom", boom)
-    app.router.add_post("/api/v1/test/echo", echo_size)
+def _with_boom(config: Config) -> web.Application:
+    """The real app plus a plugin whose routes fail on purpose (mounted as /api/v1/test/...)."""
+    boom = Candidate("test", lambda: importlib.import_module("tests.sample_plugins.boom"))
+    return create_app(config, plugins=[boom], environ={})
 
 
 @pytest.fixture
-async def client(aiohttp_client, app_config: Config) -> TestClient:
-    app = create_app(app_config)
-    _boom_routes(app)
-    server = TestServer(app)
+async def client(app_config: Config, aiohttp_client) -> TestClient:
+    server = TestServer(_with_boom(app_config))
     await server.start_server(**access_log_options())  # as `medianest serve` runs it
     return await aiohttp_client(server)
 
@@ -61,6 +52,7 @@ async def test_live_and_ready_answer_json(client: TestClient) -> None:
     assert await ready.json() == {
         "status": "ready",
         "checks": {"database": "up", "migrations": "up"},
+        "failed_plugins": [],
     }
 
 
@@ -155,9 +147,7 @@ async def test_request_body_over_the_limit_is_413(aiohttp_client, write_config) 
     from medianest_server.config import load_config
 
     config = load_config(write_config(server={"max_request_body_mb": 0.01}), environ={})
-    app = create_app(config)
-    _boom_routes(app)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(_with_boom(config))
     small = await client.post("/api/v1/test/echo", data=b"x" * 1000)
     assert await small.json() == {"size": 1000}
     big = await client.post("/api/v1/test/echo", data=b"x" * 20_000)

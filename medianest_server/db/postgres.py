@@ -206,6 +206,31 @@ class PostgresDatabase(Database):
                 f"could not connect to PostgreSQL at {self.url_for_display}: {message}"
             ) from exc
 
+    @contextlib.asynccontextmanager
+    async def dedicated_connection(self) -> AsyncIterator[Connection]:
+        """A connection of its own, outside the pool, closed when the block ends.
+
+        For session state that must not leak into pooled connections, such as a session-level
+        advisory lock (leader election). Statements run in autocommit; if the server drops the
+        connection, the next statement raises :class:`DatabaseError`.
+        """
+        self._guard("dedicated_connection")
+        if self._closing:
+            raise DatabaseError("dedicated_connection on a closed Database")
+        try:
+            conn = await aiopg.connect(self._dsn, timeout=TIMEOUT_SECONDS, enable_hstore=False)
+        except (psycopg2.Error, OSError, TimeoutError) as exc:
+            message = self._scrub(str(exc))
+            raise DatabaseError(
+                f"could not connect to PostgreSQL at {self.url_for_display}: {message}"
+            ) from exc
+        try:
+            session = _Session(_Cursor(conn, self._scrub))
+            await session.execute("SET TIME ZONE 'UTC'")
+            yield session
+        finally:
+            await conn.close()
+
     async def close(self) -> None:
         self._guard("close")
         self._closing = True

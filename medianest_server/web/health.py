@@ -1,46 +1,82 @@
-"""`GET /health/live` and `GET /health/ready`: public, cheap, and free of details.
+"""Built-in plugin: `GET /health/live`, `GET /health/ready`, and the core's own health checks.
 
-Live answers while the process serves requests. Ready answers 200 when the database is reachable
-and every known migration is applied, 503 otherwise; each check says only `up` or `down`.
+Both endpoints are public, cheap and free of details. Live answers while the process serves.
+Ready answers 200 when the database is reachable and every known migration is applied (503
+otherwise), and lists plugins that failed without failing the whole server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiohttp import web
 
-from ..appkeys import DB, MIGRATIONS
+from ..appkeys import MIGRATIONS, PLUGINS, SERVICES
 from ..db import DatabaseError, pending_migrations
+from ..hookspecs import hookimpl
+from ..plugins.context import PluginContext
+from ..plugins.types import HealthCheck, HealthResult
+from ..routing import Routes
 
 log = logging.getLogger("medianest.health")
 
 READY_TIMEOUT_SECONDS = 2.0
 
-routes = web.RouteTableDef()
+routes = Routes()
 
 
-@routes.get("/health/live")
+@routes.get("/health/live", access="public")
 async def live(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-@routes.get("/health/ready")
+@routes.get("/health/ready", access="public")
 async def ready(request: web.Request) -> web.Response:
     checks = {"database": "down", "migrations": "down"}
-    db = request.app[DB]
+    db = request.app[SERVICES].db
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
             await db.ping()
             checks["database"] = "up"
-            pending = await pending_migrations(db, request.app[MIGRATIONS])
-            if not pending:
+            if not await pending_migrations(db, request.app[MIGRATIONS]):
                 checks["migrations"] = "up"
     except (DatabaseError, TimeoutError) as exc:
         log.warning("readiness check failed: %s", exc)
     is_ready = all(state == "up" for state in checks.values())
     return web.json_response(
-        {"status": "ready" if is_ready else "unavailable", "checks": checks},
+        {
+            "status": "ready" if is_ready else "unavailable",
+            "checks": checks,
+            "failed_plugins": request.app[PLUGINS].failed_names(),
+        },
         status=200 if is_ready else 503,
     )
+
+
+@hookimpl
+def medianest_routes() -> Routes:
+    return routes
+
+
+@hookimpl
+def medianest_health_checks(ctx: PluginContext) -> list[HealthCheck]:
+    async def database() -> HealthResult:
+        started = time.perf_counter()
+        await ctx.db.ping()
+        return HealthResult("up", ctx.db.url_for_display, _ms(started))
+
+    async def cache() -> HealthResult:
+        # a round trip through the shared cache: Redis when configured, memory otherwise
+        started = time.perf_counter()
+        await ctx.cache.set("health-probe", started, ttl_seconds=10)
+        if await ctx.cache.get("health-probe") != started:
+            return HealthResult("degraded", "the cache did not return what was stored")
+        return HealthResult("up", "", _ms(started))
+
+    return [HealthCheck("database", database), HealthCheck("cache", cache)]
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

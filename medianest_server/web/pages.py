@@ -1,4 +1,4 @@
-"""HTML pages of the core."""
+"""Built-in plugin: the core's HTML pages."""
 
 from __future__ import annotations
 
@@ -8,11 +8,18 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from .. import __version__
+from ..hookspecs import hookimpl
+from ..routing import Routes
 
-routes = web.RouteTableDef()
+routes = Routes()
 
 
-@routes.get("/", name="home")
+@routes.page("/", access="public", name="home")
 @aiohttp_jinja2.template("home.html")
 async def home(request: web.Request) -> dict[str, Any]:
     return {"version": __version__}
+
+
+@hookimpl
+def medianest_routes() -> Routes:
+    return routes

@@ -1,0 +1,82 @@
+"""Everything MediaNest promises to plugins. Import from here (or `medianest_server`), nothing else.
+
+    from medianest_server.plugin_api import hookimpl, Routes, Widget, NavItem
+
+The hooks themselves are documented in `medianest_server.hookspecs` and docs/plugins.md.
+"""
+
+from __future__ import annotations
+
+from .auth.models import User
+from .cache import Cache
+from .clock import Clock, ManualClock, SystemClock
+from .db import Connection, Database, DatabaseError, IntegrityError, Row
+from .errors import Conflict, InvalidInput, MediaNestError, NotFound, UpstreamUnavailable
+from .events import Event, EventBus, make_event
+from .hookspecs import hookimpl
+from .http import HttpClient, HttpResponse, UpstreamError
+from .jobs import Job, JobContext, JobQueue
+from .plugins.context import PluginContext, ServiceRegistry
+from .plugins.types import (
+    EventHandler,
+    ExternalIdentity,
+    HealthCheck,
+    HealthResult,
+    LoginProvider,
+    NavItem,
+    SearchGroup,
+    SearchResult,
+    Webhook,
+    Widget,
+)
+from .ratelimit import RateLimiter, RateLimitResult
+from .routing import Access, Routes
+from .secretbox import SecretBox, SecretBoxError
+from .tasks import Task
+
+__all__ = [
+    "Access",
+    "Cache",
+    "Clock",
+    "Conflict",
+    "Connection",
+    "Database",
+    "DatabaseError",
+    "Event",
+    "EventBus",
+    "EventHandler",
+    "ExternalIdentity",
+    "HealthCheck",
+    "HealthResult",
+    "HttpClient",
+    "HttpResponse",
+    "IntegrityError",
+    "InvalidInput",
+    "Job",
+    "JobContext",
+    "JobQueue",
+    "LoginProvider",
+    "ManualClock",
+    "MediaNestError",
+    "NavItem",
+    "NotFound",
+    "PluginContext",
+    "RateLimitResult",
+    "RateLimiter",
+    "Routes",
+    "Row",
+    "SearchGroup",
+    "SearchResult",
+    "SecretBox",
+    "SecretBoxError",
+    "ServiceRegistry",
+    "SystemClock",
+    "Task",
+    "UpstreamError",
+    "UpstreamUnavailable",
+    "User",
+    "Webhook",
+    "Widget",
+    "hookimpl",
+    "make_event",
+]

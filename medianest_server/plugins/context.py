@@ -1,0 +1,107 @@
+"""`PluginContext`: what each plugin gets to work with, its own instance per plugin."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..cache import Cache
+from ..clock import Clock
+from ..db import Database
+from ..events import Event, EventBus, make_event
+from ..http import HttpClient
+from ..jobs import JobQueue
+from ..ratelimit import RateLimiter
+from ..secretbox import SecretBox
+
+T = TypeVar("T")
+
+
+class ServiceRegistry:
+    """Typed services plugins publish for each other (`plex` publishes its library service)."""
+
+    def __init__(self) -> None:
+        self._services: dict[str, object] = {}
+
+    def publish(self, name: str, service: object) -> None:
+        self._services[name] = service
+
+    def get(self, name: str, kind: type[T]) -> T | None:
+        """The service published under `name` if it is a `kind`, else None (plugin absent)."""
+        service = self._services.get(name)
+        return service if isinstance(service, kind) else None
+
+    def remove(self, name: str) -> None:
+        self._services.pop(name, None)
+
+
+@dataclass
+class PluginContext:
+    """Everything a plugin needs, handed to every hook that takes `ctx`.
+
+    - `name`: the plugin's name (its entry point name); `config`: its validated settings;
+    - `db`: the database; `cache`: a cache whose keys are private to this plugin;
+    - `events`: the event bus; `jobs`: the durable job queue; `http`: the outgoing HTTP client
+      (timeouts, retries, circuit breaker per upstream); `secrets`: encrypt/decrypt at rest;
+      `ratelimiter`: the shared rate limiter; `clock`: the time (tests move it);
+    - `data_dir`: a folder of the plugin's own, created at start;
+    - `log`: a logger named `medianest.plugins.<name>`;
+    - `services`: services other plugins publish (`ctx.services.get("plex", PlexLibrary)`).
+    """
+
+    name: str
+    config: Mapping[str, Any]
+    db: Database
+    cache: Cache
+    events: EventBus
+    jobs: JobQueue
+    http: HttpClient
+    secrets: SecretBox
+    ratelimiter: RateLimiter
+    clock: Clock
+    data_dir: Path
+    services: ServiceRegistry
+    log: logging.Logger = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = logging.getLogger(f"medianest.plugins.{self.name}")
+
+    async def emit(
+        self, type: str, data: Mapping[str, Any] | None = None, *, topic: str = "all"
+    ) -> Event:
+        """Publish an event of this plugin (`type` must start with `<name>.`) to `topic`.
+
+        Topics: `all`, `admins`, or `user:<id>` for one person.
+        """
+        if not type.startswith(f"{self.name}."):
+            raise ValueError(f"event type {type!r} must start with {self.name + '.'!r}")
+        event = make_event(type, data, topic=topic, clock=self.clock)
+        await self.events.publish(event)
+        return event
+
+    async def notify(
+        self,
+        user_id: int,
+        title: str,
+        *,
+        body: str = "",
+        link: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Store a notification for a user and push it to their open pages; returns its id."""
+        from ..notifications import create_notification
+
+        return await create_notification(
+            self.db,
+            self.events,
+            user_id=user_id,
+            type=self.name,
+            title=title,
+            body=body,
+            link=link,
+            data=data,
+            clock=self.clock,
+        )

@@ -1,0 +1,60 @@
+"""Delivering events to the handlers plugins declare with `medianest_event_handlers`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+
+from ..events import Event, EventBus, Subscription
+from ..plugins.types import EventHandler
+
+log = logging.getLogger("medianest.events")
+
+
+class EventDispatcher:
+    """One subscription and one task per plugin; a failing handler is logged, never fatal."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+        self._running: list[tuple[Subscription, asyncio.Task[None]]] = []
+
+    def add(self, plugin: str, handlers: Mapping[str, EventHandler]) -> None:
+        if not handlers:
+            return
+        subscription = self._bus.subscribe(types=list(handlers))
+        task = asyncio.create_task(
+            self._deliver(plugin, subscription, dict(handlers)), name=f"events:{plugin}"
+        )
+        self._running.append((subscription, task))
+
+    async def _deliver(
+        self, plugin: str, subscription: Subscription, handlers: dict[str, EventHandler]
+    ) -> None:
+        async for event in subscription:
+            for pattern, handler in handlers.items():
+                if not _matches(pattern, event):
+                    continue
+                try:
+                    await handler(event)
+                except Exception:
+                    log.exception(
+                        "event handler failed",
+                        extra={"plugin": plugin, "event_type": event.type, "event_id": event.id},
+                    )
+
+    async def close(self) -> None:
+        for subscription, task in self._running:
+            subscription.close()
+            task.cancel()
+        for _, task in self._running:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._running.clear()
+
+
+def _matches(pattern: str, event: Event) -> bool:
+    if pattern.endswith(".*"):
+        return event.type.startswith(pattern[:-1])
+    return event.type == pattern

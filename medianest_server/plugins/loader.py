@@ -1,0 +1,508 @@
+"""Plugin discovery, validation and isolation: one bad plugin never takes the server down.
+
+Each plugin goes through the stages import → register (hook names checked) → config → routes →
+migrations → startup. A failure at any stage disables that plugin alone, is logged once with
+the reason, and shows on `medianest plugins`, `GET /api/v1/admin/plugins` and `/health/ready`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import importlib.metadata
+import inspect
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal, cast
+
+import pluggy
+from marshmallow import RAISE, Schema, ValidationError
+
+from .. import hookspecs
+from ..config import Config
+from ..db import Migration, load_migrations
+from ..logs import redactor
+from .context import PluginContext
+
+log = logging.getLogger("medianest.plugins")
+trace_log = logging.getLogger("medianest.hooks")
+
+ENTRY_POINT_GROUP = "medianest"
+ENV_ALLOW = "MEDIANEST_PLUGINS"
+ENV_TRACE = "MEDIANEST_TRACE_HOOKS"
+STARTUP_TIMEOUT_SECONDS = 30.0
+
+# names a plugin cannot take: its pages would shadow the core's
+RESERVED_NAMES = frozenset(
+    {
+        "api",
+        "static",
+        "health",
+        "setup",
+        "login",
+        "logout",
+        "admin",
+        "ws",
+        "profile",
+        "notifications",
+        "search",
+        "core",
+        "webhooks",
+        "dashboard",
+    }
+)
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_CREATE_TABLE = re.compile(
+    r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?[\"`]?([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE
+)
+
+Status = Literal["active", "failed", "disabled"]
+HOOK_NAMES = frozenset(name for name in dir(hookspecs) if name.startswith("medianest_"))
+
+
+class PluginFailure(Exception):
+    """A plugin failed at one stage; the message is what the admin sees."""
+
+
+@dataclass
+class PluginRecord:
+    """One plugin as the server knows it."""
+
+    name: str
+    module: ModuleType | None = None
+    builtin: bool = False
+    distribution: str | None = None
+    version: str | None = None
+    status: Status = "active"
+    stage: str | None = None
+    error: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    ctx: PluginContext | None = None
+    migrations: list[Migration] = field(default_factory=list)
+    secret_keys: set[str] = field(default_factory=set)
+    _cleanup: AsyncGenerator[Any, None] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+    @property
+    def hooks(self) -> list[str]:
+        if self.module is None:
+            return []
+        return sorted(name for name in HOOK_NAMES if callable(getattr(self.module, name, None)))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "builtin": self.builtin,
+            "distribution": self.distribution,
+            "version": self.version,
+            "status": self.status,
+            "stage": self.stage,
+            "error": self.error,
+            "hooks": self.hooks,
+        }
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A plugin found but not yet imported."""
+
+    name: str
+    load: Any  # () -> module
+    distribution: str | None = None
+    version: str | None = None
+    builtin: bool = False
+
+
+def discover_entry_points() -> list[Candidate]:
+    """Every `medianest` entry point of the installed distributions, sorted by name."""
+    found = []
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = entry_point.dist
+        found.append(
+            Candidate(
+                entry_point.name,
+                entry_point.load,
+                dist.name if dist else None,
+                dist.version if dist else None,
+            )
+        )
+    return sorted(found, key=lambda c: c.name)
+
+
+class PluginManager:
+    """Loads plugins, keeps their status, and calls their hooks one plugin at a time."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        builtins: Sequence[tuple[str, ModuleType]] = (),
+        candidates: Sequence[Candidate] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        environ = os.environ if environ is None else environ
+        self.config = config
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.trace = environ.get(ENV_TRACE, "") not in ("", "0", "false")
+        self.allow = _parse_allow(environ.get(ENV_ALLOW))
+        self.records: dict[str, PluginRecord] = {}
+        self._builtins = [
+            Candidate(name, lambda m=module: m, "medianest", None, builtin=True)
+            for name, module in builtins
+        ]
+        self._candidates = list(candidates) if candidates is not None else None
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Import, register and configure every selected plugin (no I/O beyond imports)."""
+        candidates = self._candidates if self._candidates is not None else discover_entry_points()
+        for candidate in [*self._builtins, *candidates]:
+            self._load_one(candidate)
+
+    def _load_one(self, candidate: Candidate) -> None:
+        record = PluginRecord(
+            candidate.name,
+            builtin=candidate.builtin,
+            distribution=candidate.distribution,
+            version=candidate.version,
+        )
+        if candidate.name in self.records:
+            other = self.records[candidate.name]
+            record.status, record.stage = "failed", "import"
+            record.error = (
+                f"another plugin is already named {candidate.name!r} "
+                f"(distribution {other.distribution})"
+            )
+            self.records[f"{candidate.name} ({candidate.distribution})"] = record
+            log.error("plugin disabled: %s", record.error, extra={"plugin": candidate.name})
+            return
+        self.records[candidate.name] = record
+        if not candidate.builtin:
+            reason = self._deselected(candidate.name)
+            if reason:
+                record.status, record.error = "disabled", reason
+                return
+        try:
+            if not candidate.builtin:
+                _check_name(candidate.name)
+            record.module = candidate.load()
+            self._register(record)
+            record.config = self._validate_config(record)
+        except PluginFailure as exc:
+            self.fail(record, _stage_of(record), str(exc))
+        except Exception as exc:
+            self.fail(record, _stage_of(record), f"{type(exc).__name__}: {exc}")
+
+    def _deselected(self, name: str) -> str | None:
+        settings = self.config.plugins
+        if self.allow is not None and name not in self.allow:
+            return f"not in {ENV_ALLOW}"
+        if settings.enabled and name not in settings.enabled:
+            return "not in [plugins] enabled"
+        if name in settings.disabled:
+            return "in [plugins] disabled"
+        section = settings.settings.get(name, {})
+        if section.get("enabled") in (False, "false", "0", "no"):
+            return f"[plugins.{name}] enabled = false"
+        return None
+
+    def _register(self, record: PluginRecord) -> None:
+        module = record.module
+        assert module is not None
+        problems = []
+        for attr in dir(module):
+            if not attr.startswith("medianest_") or not callable(getattr(module, attr)):
+                continue
+            marked = self.pm.parse_hookimpl_opts(module, attr) is not None
+            if attr not in HOOK_NAMES:
+                close = difflib.get_close_matches(attr, sorted(HOOK_NAMES), n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                problems.append(f"unknown hook {attr}{hint}")
+            elif not marked:
+                problems.append(f"{attr} is not marked with @hookimpl")
+        if problems:
+            raise PluginFailure("; ".join(problems))
+        try:
+            self.pm.register(module, name=record.name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginFailure(str(exc)) from exc
+
+    def _validate_config(self, record: PluginRecord) -> dict[str, Any]:
+        record.stage = "config"
+        section = dict(self.config.plugins.settings.get(record.name, {}))
+        section.pop("enabled", None)
+        schema = self.call_sync(record, "medianest_config_schema")
+        if schema is None:
+            if section:
+                raise PluginFailure(
+                    f"plugins.{record.name}: this plugin has no settings, "
+                    f"but {', '.join(sorted(section))} given"
+                )
+            return {}
+        instance: Schema = schema() if isinstance(schema, type) else schema
+        _read_secret_files(record.name, instance, section, self.config.base_dir)
+        try:
+            loaded = instance.load(section, unknown=RAISE)
+        except ValidationError as exc:
+            raise PluginFailure(
+                "; ".join(_flatten(f"plugins.{record.name}", exc.messages))
+            ) from exc
+        record.secret_keys = secret_fields(instance)
+        redactor.add(*(str(loaded.get(key) or "") for key in record.secret_keys))
+        return dict(loaded)
+
+    # -- calling hooks ---------------------------------------------------------------------
+
+    def active(self) -> list[PluginRecord]:
+        return [r for r in self.records.values() if r.active]
+
+    def is_active(self, name: str) -> bool:
+        record = self.records.get(name)
+        return record is not None and record.active
+
+    def implements(self, record: PluginRecord, hook: str) -> bool:
+        return record.module is not None and callable(getattr(record.module, hook, None))
+
+    def _impl(self, record: PluginRecord, hook: str) -> Any:
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            if impl.plugin_name == record.name:
+                return impl
+        return None
+
+    def _kwargs(self, record: PluginRecord, impl: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        available = {"ctx": record.ctx, **kwargs}
+        return {name: available[name] for name in impl.argnames}
+
+    def call_sync(self, record: PluginRecord, hook: str, **kwargs: Any) -> Any:
+        """Call a hook that must not be async (config schema, migrations, routes, webhooks)."""
+        impl = self._impl(record, hook)
+        if impl is None:
+            return None
+        started = time.perf_counter()
+        try:
+            result = impl.function(**self._kwargs(record, impl, kwargs))
+            if inspect.isawaitable(result):
+                close = getattr(result, "close", None)
+                if close:
+                    close()
+                raise PluginFailure(f"{hook} must not be async")
+            return result
+        finally:
+            self._trace(record, hook, started)
+
+    async def call(
+        self, record: PluginRecord, hook: str, *, budget: float | None = None, **kwargs: Any
+    ) -> Any:
+        """Call one plugin's implementation of `hook`; awaits it if needed, within `budget`.
+
+        Raises whatever the plugin raised, or TimeoutError when it overran the budget.
+        """
+        impl = self._impl(record, hook)
+        if impl is None:
+            return None
+        started = time.perf_counter()
+        try:
+            result = impl.function(**self._kwargs(record, impl, kwargs))
+            if inspect.isawaitable(result):
+                async with asyncio.timeout(budget):
+                    result = await result
+            return result
+        finally:
+            self._trace(record, hook, started)
+
+    async def call_each(
+        self, hook: str, *, budget: float | None = None, **kwargs: Any
+    ) -> list[HookOutcome]:
+        """Call `hook` on every active plugin concurrently, each isolated within `budget`.
+
+        One outcome per implementing plugin, in plugin order: its result, or the error that
+        replaced it (logged here, once per failure).
+        """
+        records = [r for r in self.active() if self.implements(r, hook)]
+
+        async def one(record: PluginRecord) -> HookOutcome:
+            try:
+                return HookOutcome(record, await self.call(record, hook, budget=budget, **kwargs))
+            except TimeoutError:
+                message = f"took longer than {budget:g} s"
+            except Exception as exc:
+                message = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "plugin hook failed: %s", message, extra={"plugin": record.name, "hook": hook}
+            )
+            return HookOutcome(record, None, message)
+
+        return list(await asyncio.gather(*(one(r) for r in records)))
+
+    def _trace(self, record: PluginRecord, hook: str, started: float) -> None:
+        if self.trace:
+            trace_log.info(
+                "hook call",
+                extra={
+                    "plugin": record.name,
+                    "hook": hook,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                },
+            )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def fail(self, record: PluginRecord, stage: str, error: str) -> None:
+        """Disable a plugin; logged once, kept for the status page."""
+        record.status, record.stage, record.error = "failed", stage, error
+        log.error("plugin disabled: %s", error, extra={"plugin": record.name, "stage": stage})
+        if record.module is not None and self.pm.is_registered(record.module):
+            self.pm.unregister(record.module)
+
+    def collect_migrations(self, dialect: str) -> list[tuple[PluginRecord, list[Migration]]]:
+        """Each active plugin's migrations; a plugin whose files are invalid is disabled."""
+        collected: list[tuple[PluginRecord, list[Migration]]] = []
+        for record in self.active():
+            if record.builtin or not self.implements(record, "medianest_migrations"):
+                continue
+            try:
+                folder = self.call_sync(record, "medianest_migrations")
+                if folder is None:
+                    continue
+                migrations = load_migrations(record.name, Path(folder), dialect)
+                _check_table_prefixes(record.name, migrations)
+            except Exception as exc:
+                self.fail(record, "migrations", _describe(exc))
+                continue
+            record.migrations = migrations
+            if migrations:
+                collected.append((record, migrations))
+        return collected
+
+    async def start(self) -> None:
+        """Run every active plugin's `medianest_startup`, one at a time, each isolated."""
+        for record in self.active():
+            if not self.implements(record, "medianest_startup"):
+                continue
+            try:
+                result = await self.call(
+                    record, "medianest_startup", budget=STARTUP_TIMEOUT_SECONDS
+                )
+                if inspect.isasyncgen(result):
+                    async with asyncio.timeout(STARTUP_TIMEOUT_SECONDS):
+                        await result.__anext__()
+                    record._cleanup = cast(AsyncGenerator[Any, None], result)
+            except StopAsyncIteration:
+                self.fail(record, "startup", "medianest_startup must yield once")
+            except TimeoutError:
+                self.fail(record, "startup", f"did not start within {STARTUP_TIMEOUT_SECONDS:g} s")
+            except Exception as exc:
+                self.fail(record, "startup", _describe(exc))
+
+    async def stop(self) -> None:
+        """Run the code after `yield` of every started plugin, in reverse order."""
+        for record in reversed(list(self.records.values())):
+            generator, record._cleanup = record._cleanup, None
+            if generator is None:
+                continue
+            try:
+                async with asyncio.timeout(STARTUP_TIMEOUT_SECONDS):
+                    await generator.__anext__()
+            except StopAsyncIteration:
+                pass
+            except Exception:
+                log.exception("plugin shutdown failed", extra={"plugin": record.name})
+            else:
+                log.error("medianest_startup yielded twice", extra={"plugin": record.name})
+
+    def statuses(self) -> list[dict[str, Any]]:
+        return [record.as_dict() for record in self.records.values()]
+
+    def failed_names(self) -> list[str]:
+        return [r.name for r in self.records.values() if r.status == "failed"]
+
+
+@dataclass(frozen=True)
+class HookOutcome:
+    record: PluginRecord
+    result: Any
+    error: str | None = None
+
+
+def _parse_allow(value: str | None) -> frozenset[str] | None:
+    if value is None or value.strip() == "":
+        return None
+    if value.strip().lower() == "none":
+        return frozenset()
+    return frozenset(part.strip() for part in value.split(",") if part.strip())
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise PluginFailure(
+            f"plugin name {name!r} must be lower case letters, digits and _ (max 40)"
+        )
+    if name in RESERVED_NAMES:
+        raise PluginFailure(f"plugin name {name!r} is reserved by the core")
+
+
+def _stage_of(record: PluginRecord) -> str:
+    if record.module is None:
+        return "import"
+    return record.stage or "register"
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, PluginFailure) else f"{type(exc).__name__}: {exc}"
+
+
+def _flatten(prefix: str, messages: Any) -> list[str]:
+    if isinstance(messages, list):
+        return [f"{prefix}: {' '.join(map(str, messages))}"]
+    lines = []
+    for key, value in messages.items():
+        if value == ["Unknown field."]:
+            value = ["unknown key"]
+        lines += _flatten(f"{prefix}.{key}", value)
+    return lines
+
+
+def _read_secret_files(
+    plugin: str, schema: Schema, section: dict[str, Any], base_dir: Path
+) -> None:
+    """`token_file = "/run/secrets/plex"` for fields marked secret, as in the core's sections."""
+    for key in [k for k in section if k.endswith("_file")]:
+        base = key.removesuffix("_file")
+        schema_field = schema.fields.get(base)
+        if schema_field is None or not schema_field.metadata.get("secret"):
+            continue
+        if base in section:
+            raise PluginFailure(f"plugins.{plugin}.{key}: give either {base} or {key}, not both")
+        path = base_dir / str(section.pop(key))
+        try:
+            section[base] = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise PluginFailure(
+                f"plugins.{plugin}.{key}: cannot read {path}: {exc.strerror}"
+            ) from exc
+
+
+def _check_table_prefixes(plugin: str, migrations: Iterable[Migration]) -> None:
+    for migration in migrations:
+        for table in _CREATE_TABLE.findall(migration.sql):
+            if not table.lower().startswith(f"{plugin}_"):
+                raise PluginFailure(
+                    f"{migration.name} creates table {table!r}; "
+                    f"plugin tables must be named {plugin}_<noun>"
+                )
+
+
+def secret_fields(schema: Schema) -> set[str]:
+    """Names of the fields a plugin marked `secret` (masked in forms, redacted in logs)."""
+    return {name for name, f in schema.fields.items() if f.metadata.get("secret")}

@@ -1,0 +1,114 @@
+"""Route tables that declare who may call each route, for the core and for plugins alike.
+
+    routes = Routes()
+
+    @routes.get("/libraries", access="user")            # JSON: /api/v1/<plugin>/libraries
+    async def libraries(request): ...
+
+    @routes.page("/", access="user")                    # page: /<plugin>/
+    async def library_page(request): ...
+
+Access is one of "public" (anyone), "user" (signed in) or "admin". The core enforces it before
+the handler runs; a route without a declared access cannot be registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from aiohttp import web
+
+Access = Literal["public", "user", "admin"]
+RouteKind = Literal["api", "page"]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ACCESS_LEVELS: tuple[str, ...] = get_args(Access)
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    method: str
+    path: str
+    handler: Handler
+    access: Access
+    kind: RouteKind
+    name: str | None = None
+
+
+class Routes:
+    """A table of routes, each with its access; hand it back from `medianest_routes`."""
+
+    def __init__(self) -> None:
+        self.specs: list[RouteSpec] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        access: Access,
+        kind: RouteKind = "api",
+        name: str | None = None,
+    ) -> Callable[[Handler], Handler]:
+        if access not in ACCESS_LEVELS:
+            raise ValueError(f"access must be one of {ACCESS_LEVELS}, not {access!r}")
+        if not path.startswith("/"):
+            raise ValueError(f"route path must start with '/': {path!r}")
+
+        def register(handler: Handler) -> Handler:
+            self.specs.append(RouteSpec(method.upper(), path, handler, access, kind, name))
+            return handler
+
+        return register
+
+    def get(
+        self, path: str, *, access: Access, name: str | None = None
+    ) -> Callable[[Handler], Handler]:
+        return self.route("GET", path, access=access, name=name)
+
+    def post(
+        self, path: str, *, access: Access, name: str | None = None
+    ) -> Callable[[Handler], Handler]:
+        return self.route("POST", path, access=access, name=name)
+
+    def put(
+        self, path: str, *, access: Access, name: str | None = None
+    ) -> Callable[[Handler], Handler]:
+        return self.route("PUT", path, access=access, name=name)
+
+    def patch(
+        self, path: str, *, access: Access, name: str | None = None
+    ) -> Callable[[Handler], Handler]:
+        return self.route("PATCH", path, access=access, name=name)
+
+    def delete(
+        self, path: str, *, access: Access, name: str | None = None
+    ) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path, access=access, name=name)
+
+    def page(
+        self, path: str, *, access: Access, method: str = "GET", name: str | None = None
+    ) -> Callable[[Handler], Handler]:
+        """An HTML page (or a form post answered with a page or a redirect)."""
+        return self.route(method, path, access=access, kind="page", name=name)
+
+
+@dataclass(frozen=True)
+class MountedRoute:
+    """A route as registered on the app: who owns it and who may call it."""
+
+    plugin: str
+    method: str
+    path: str
+    access: Access
+    kind: RouteKind
+
+
+def mount_path(spec: RouteSpec, plugin: str, *, builtin: bool) -> str:
+    """Built-in routes keep their path; a plugin's go under /api/v1/<plugin>/ or /<plugin>/."""
+    if builtin:
+        return spec.path
+    if spec.kind == "api":
+        return f"/api/v1/{plugin}{spec.path}"
+    return f"/{plugin}{spec.path}"

@@ -1,0 +1,97 @@
+"""Mounting route tables and enforcing the access each route declares.
+
+Every route on the app is registered through `mount_routes`, which records its owner and
+access ("public", "user", "admin"). `access_middleware` looks the matched route up and refuses
+the request before the handler runs: 401 (API) or a redirect to sign-in (pages) for anonymous
+callers, 403 for users on admin routes, 503 while the owning plugin has failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from urllib.parse import quote
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from ..appkeys import PLUGINS
+from ..auth.models import User
+from ..routing import MountedRoute, Routes, mount_path
+from .middlewares import wants_json
+
+log = logging.getLogger("medianest.access")
+
+ROUTE_TABLE = web.AppKey("route_table", dict[web.AbstractRoute, MountedRoute])
+USER = web.RequestKey("user", User)
+
+
+class RouteCollision(Exception):
+    """Two plugins want the same method and path."""
+
+
+def mount_routes(
+    app: web.Application, plugin: str, routes: Routes, *, builtin: bool
+) -> list[MountedRoute]:
+    """Register `routes` for `plugin`; all or nothing: a collision registers none of them."""
+    table = app[ROUTE_TABLE]
+    taken = {(m.method, m.path): m.plugin for m in table.values()}
+    planned: list[tuple[MountedRoute, Callable[..., object]]] = []
+    for spec in routes.specs:
+        path = mount_path(spec, plugin, builtin=builtin)
+        for method in (spec.method, "HEAD") if spec.method == "GET" else (spec.method,):
+            owner = taken.get((method, path))
+            if owner is not None:
+                raise RouteCollision(f"{method} {path} is already served by plugin {owner!r}")
+        planned.append(
+            (MountedRoute(plugin, spec.method, path, spec.access, spec.kind), spec.handler)
+        )
+        taken[(spec.method, path)] = plugin
+    mounted = []
+    for info, handler in planned:
+        if info.method == "GET":
+            route = app.router.add_get(info.path, handler)  # type: ignore[arg-type]
+        else:
+            route = app.router.add_route(info.method, info.path, handler)  # type: ignore[arg-type]
+        table[route] = info
+        mounted.append(info)
+        for sibling in route.resource or ():
+            if sibling.method == "HEAD" and sibling not in table:  # aiohttp's HEAD for a GET
+                table[sibling] = replace(info, method="HEAD")
+    return mounted
+
+
+def route_info(request: web.Request) -> MountedRoute | None:
+    route = request.match_info.route
+    return request.app[ROUTE_TABLE].get(route)
+
+
+@web.middleware
+async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    match_info = request.match_info
+    if match_info.http_exception is not None:
+        raise match_info.http_exception  # 404/405 from the router: nothing to guard
+    info = request.app[ROUTE_TABLE].get(match_info.route)
+    if info is None:
+        if isinstance(match_info.route.resource, web.StaticResource):
+            return await handler(request)
+        log.error("route without declared access refused", extra={"path": request.path})
+        raise web.HTTPForbidden(text="This route declares no access.")
+    if not request.app[PLUGINS].is_active(info.plugin):
+        raise web.HTTPServiceUnavailable(
+            text=f"The {info.plugin} plugin is not available; an admin can see why on the "
+            "Plugins page."
+        )
+    if info.access == "public":
+        return await handler(request)
+    user = request.get(USER)
+    if user is None:
+        if wants_json(request) or info.kind == "api":
+            raise web.HTTPUnauthorized(
+                text="Sign in first.", headers={"WWW-Authenticate": "Bearer"}
+            )
+        raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='/')}")
+    if info.access == "admin" and not user.is_admin:
+        raise web.HTTPForbidden(text="Only admins may do this.")
+    return await handler(request)

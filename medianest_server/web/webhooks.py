@@ -1,0 +1,61 @@
+"""Inbound webhooks: mounted at /api/v1/webhooks/<plugin>/<name>, secret-checked by the core.
+
+Each webhook gets its own secret, derived from `[server] secret_key` (so it survives restarts
+and differs per plugin and hook). Senders put it in the path (most services, such as Plex,
+can only be given a URL) or in the header the plugin names. A wrong or missing secret is 401,
+logged once, and the plugin's handler never runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+
+from aiohttp import web
+
+from ..appkeys import SERVICES
+from ..plugins.types import Webhook
+from ..routing import Handler, Routes
+from .access import mount_routes
+
+log = logging.getLogger("medianest.webhooks")
+
+
+def webhook_secret(app: web.Application, plugin: str, name: str) -> str:
+    key = app[SERVICES].secrets.derive_key(f"webhook:{plugin}:{name}", 24)
+    return base64.urlsafe_b64encode(key).decode().rstrip("=")
+
+
+def webhook_path(plugin: str, name: str) -> str:
+    return f"/api/v1/webhooks/{plugin}" + (f"/{name}" if name else "")
+
+
+def mount_webhooks(app: web.Application, plugin: str, hooks: list[Webhook]) -> None:
+    routes = Routes()
+    for hook in hooks:
+        if not isinstance(hook, Webhook):
+            raise TypeError(f"medianest_webhooks returned {type(hook).__name__}, not Webhook")
+        guarded = _guard(plugin, hook)
+        path = webhook_path(plugin, hook.name)
+        routes.post(path + "/{secret}", access="public")(guarded)
+        if hook.secret_header:
+            routes.post(path, access="public")(guarded)
+    mount_routes(app, plugin, routes, builtin=True)
+
+
+def _guard(plugin: str, hook: Webhook) -> Handler:
+    async def checked(request: web.Request) -> web.StreamResponse:
+        expected = webhook_secret(request.app, plugin, hook.name)
+        given = request.match_info.get("secret", "")
+        if not given and hook.secret_header:
+            given = request.headers.get(hook.secret_header, "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            log.warning(
+                "webhook refused: wrong secret",
+                extra={"plugin": plugin, "hook": hook.name, "remote": request.remote},
+            )
+            raise web.HTTPUnauthorized(text="Wrong or missing webhook secret.")
+        return await hook.handler(request)
+
+    return checked

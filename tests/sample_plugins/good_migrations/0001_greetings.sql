@@ -1,0 +1,5 @@
+CREATE TABLE good_greetings (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    text TEXT NOT NULL
+);

@@ -1,0 +1,235 @@
+"""The plugin loader through the assembled app: one bad plugin never takes the server down."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from medianest_server.app import HEALTH, create_app
+from medianest_server.appkeys import PLUGINS, SERVICES
+from medianest_server.auth.models import User
+from medianest_server.config import Config, load_config
+from medianest_server.events import make_event
+from medianest_server.plugins.loader import Candidate
+
+from .sample_plugins import good
+
+ALICE = User(id=1, username="alice", role="user")
+
+
+def sample(name: str, module: str | None = None, dist: str = "sample-plugins") -> Candidate:
+    """A plugin as an entry point would present it: importing happens when the loader asks."""
+    path = f"tests.sample_plugins.{module or name}"
+    return Candidate(name, lambda: importlib.import_module(path), dist, "1.2.3")
+
+
+EVERY_BROKEN_KIND = [
+    sample("good"),
+    sample("bad_import"),
+    sample("bad_config"),
+    sample("bad_startup"),
+    sample("bad_widget"),
+    sample("hanging_health"),
+    sample("misspelled"),
+    sample("bad_migration"),
+]
+
+
+async def wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def plugin_config(write_config: Callable[..., Path], database_url: str) -> Config:
+    path = write_config(database={"url": database_url})
+    path.write_text(
+        path.read_text()
+        + '\n[plugins.good]\ngreeting = "hi there"\napi_key = "good-secret-value-123"\n'
+        + '\n[plugins.bad_config]\nurl = "not a url"\ntimeot_seconds = 3\n'
+    )
+    return load_config(path, environ={})
+
+
+@pytest.fixture
+async def client(plugin_config: Config, aiohttp_client) -> TestClient:
+    good.started.clear()
+    good.stopped.clear()
+    good.task_runs.clear()
+    good.seen_events.clear()
+    app = create_app(plugin_config, plugins=EVERY_BROKEN_KIND, environ={})
+    return await aiohttp_client(app)
+
+
+def status_of(client: TestClient, name: str) -> dict[str, object]:
+    return next(p for p in client.app[PLUGINS].statuses() if p["name"] == name)
+
+
+async def test_server_serves_and_reports_each_broken_plugin_with_its_reason(
+    client: TestClient,
+) -> None:
+    assert (await client.get("/health/live")).status == 200
+    ready = await client.get("/health/ready")
+    assert ready.status == 200
+    body = await ready.json()
+    assert sorted(body["failed_plugins"]) == [
+        "bad_config",
+        "bad_import",
+        "bad_migration",
+        "bad_startup",
+        "misspelled",
+    ]
+
+    imp = status_of(client, "bad_import")
+    assert imp["stage"] == "import"
+    assert "ModuleNotFoundError" in str(imp["error"]) and "medianest_no_such_dependency" in str(
+        imp["error"]
+    )
+    config = status_of(client, "bad_config")
+    assert config["stage"] == "config"
+    assert "plugins.bad_config.url: Not a valid URL." in str(config["error"])
+    assert "plugins.bad_config.timeot_seconds: unknown key" in str(config["error"])
+    startup = status_of(client, "bad_startup")
+    assert startup["stage"] == "startup"
+    assert "ConnectionError: cannot reach the upstream" in str(startup["error"])
+    typo = status_of(client, "misspelled")
+    assert typo["error"] == ("unknown hook medianest_nav_item; did you mean medianest_nav_items?")
+    migration = status_of(client, "bad_migration")
+    assert migration["stage"] == "migrations"
+    assert "0001_oops.sql" in str(migration["error"])
+
+    assert status_of(client, "good")["status"] == "active"
+    assert status_of(client, "good")["version"] == "1.2.3"
+    assert status_of(client, "bad_widget")["status"] == "active"
+
+
+async def test_good_plugin_routes_config_migrations_and_startup_work(client: TestClient) -> None:
+    response = await client.get("/api/v1/good/hello")
+    assert await response.json() == {"greeting": "hello"}
+    page = await client.get("/good/")
+    assert "good page" in await page.text()
+    assert good.started == ["hi there"]
+    db = client.app[SERVICES].db
+    assert await db.fetch_val("SELECT count(*) FROM good_greetings") == 0
+    # the failed migration rolled back whole: its first table does not exist
+    tables = await db.fetch_all(
+        "SELECT name FROM sqlite_master WHERE name = 'bad_migration_things'"
+        if db.dialect == "sqlite"
+        else "SELECT tablename AS name FROM pg_tables WHERE tablename = 'bad_migration_things'"
+    )
+    assert tables == []
+
+
+async def test_routes_of_a_plugin_that_failed_to_start_answer_503(client: TestClient) -> None:
+    response = await client.get("/api/v1/bad_startup/status")
+    assert response.status == 503
+    assert "bad_startup plugin is not available" in (await response.json())["error"]["message"]
+
+
+async def test_user_routes_refuse_anonymous_callers(client: TestClient) -> None:
+    response = await client.get("/api/v1/good/private")
+    assert response.status == 401
+    assert (await response.json())["error"]["code"] == "unauthorized"
+
+
+async def test_per_request_hooks_isolate_failures_and_overruns(client: TestClient) -> None:
+    manager = client.app[PLUGINS]
+    nav = await manager.call_each("medianest_nav_items", budget=0.5, user=ALICE)
+    by_plugin = {o.record.name: o for o in nav}
+    assert [item.title for item in by_plugin["good"].result] == ["Good"]
+    assert by_plugin["bad_widget"].error == "RuntimeError: nav exploded"
+    assert "misspelled" not in by_plugin  # disabled plugins are never called
+
+    search = await manager.call_each("medianest_search", budget=0.3, user=ALICE, query="dune")
+    by_plugin = {o.record.name: o for o in search}
+    assert by_plugin["good"].result.results[0].title == "dune result"
+    assert by_plugin["hanging_health"].error == "took longer than 0.3 s"
+    assert by_plugin["bad_widget"].error == "RuntimeError: search exploded"
+
+
+async def test_health_checks_run_alone_and_a_hang_is_down(client: TestClient) -> None:
+    outcomes = {(o.plugin, o.name): o for o in await client.app[HEALTH].run()}
+    assert outcomes[("good", "upstream")].status == "up"
+    assert outcomes[("hanging_health", "forever")].status == "down"
+    assert outcomes[("hanging_health", "forever")].message == "timed out after 0.2 s"
+    assert outcomes[("core.health", "database")].status == "up"
+    assert outcomes[("core.health", "cache")].status == "up"
+
+
+async def test_background_tasks_and_event_handlers_run_in_the_assembled_app(
+    client: TestClient,
+) -> None:
+    await wait_for(lambda: len(good.task_runs) >= 2)
+    await client.app[SERVICES].events.publish(make_event("other.thing.happened", {"n": 1}))
+    await wait_for(lambda: len(good.seen_events) == 1)
+    assert good.seen_events[0].data == {"n": 1}
+
+
+async def test_startup_cleanup_runs_at_shutdown(plugin_config: Config, aiohttp_client) -> None:
+    good.stopped.clear()
+    client = await aiohttp_client(create_app(plugin_config, plugins=[sample("good")], environ={}))
+    await client.close()
+    assert good.stopped == ["good"]
+
+
+def test_selection_by_enabled_disabled_and_environment(plugin_config: Config) -> None:
+    from dataclasses import replace
+
+    candidates = [sample("good"), sample("bad_widget"), sample("hanging_health")]
+
+    def statuses(config: Config, environ: dict[str, str]) -> dict[str, str]:
+        app = create_app(config, plugins=candidates, environ=environ)
+        return {p["name"]: p["status"] for p in app[PLUGINS].statuses() if not p["builtin"]}
+
+    assert statuses(plugin_config, {"MEDIANEST_PLUGINS": "good"}) == {
+        "good": "active",
+        "bad_widget": "disabled",
+        "hanging_health": "disabled",
+    }
+    assert set(statuses(plugin_config, {"MEDIANEST_PLUGINS": "none"}).values()) == {"disabled"}
+    only = replace(plugin_config, plugins=replace(plugin_config.plugins, enabled=("bad_widget",)))
+    assert statuses(only, {})["bad_widget"] == "active"
+    assert statuses(only, {})["good"] == "disabled"
+    off = replace(plugin_config, plugins=replace(plugin_config.plugins, disabled=("good",)))
+    assert statuses(off, {})["good"] == "disabled"
+
+
+def test_two_distributions_with_one_plugin_name(plugin_config: Config) -> None:
+    app = create_app(
+        plugin_config,
+        plugins=[sample("good"), sample("good", "collider", dist="other-dist")],
+        environ={},
+    )
+    records = app[PLUGINS].statuses()
+    second = next(p for p in records if p["distribution"] == "other-dist")
+    assert second["status"] == "failed"
+    assert "already named 'good'" in str(second["error"])
+    assert next(p for p in records if p["distribution"] == "sample-plugins")["status"] == "active"
+
+
+def test_trace_logs_every_hook_call_with_its_duration(
+    plugin_config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="medianest.hooks"):
+        create_app(plugin_config, plugins=[sample("good")], environ={"MEDIANEST_TRACE_HOOKS": "1"})
+    calls = [r for r in caplog.records if r.name == "medianest.hooks"]
+    assert {(r.plugin, r.hook) for r in calls} >= {  # type: ignore[attr-defined]
+        ("good", "medianest_config_schema"),
+        ("good", "medianest_routes"),
+    }
+    assert all(r.duration_ms >= 0 for r in calls)  # type: ignore[attr-defined]
+
+
+async def test_plugin_secrets_never_reach_the_log(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    from medianest_server.logs import redactor
+
+    assert redactor("calling with good-secret-value-123") == "calling with ***"
