@@ -8,7 +8,7 @@ ratio reads as "a claim costs N x a plain primary-key update". Each run uses fre
 figure printed is the median of the runs. SQLite in a temporary directory; PostgreSQL at
 127.0.0.1:5432 in a temporary database that is dropped afterwards (skipped if not running).
 
-    .venv/bin/python bench/job_queue.py [--runs 3] [--jobs 2000] [--claimers 4]
+    .venv/bin/python bench/job_queue.py [--runs 3] [--jobs 2000] [--claimers 4] [--proposed-index]
 """
 
 from __future__ import annotations
@@ -39,6 +39,12 @@ from medianest_server.jobs import JobQueue
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TARGET_CLAIMS_PER_SECOND = 500.0
 TIMEOUT_SECONDS = 300
+#: --proposed-index: a partial index matching the claim's ORDER BY, created in the temporary
+#: database only (it is not in the migrations), to measure what it would change.
+PROPOSED_INDEX = (
+    "CREATE INDEX jobs_claim_idx ON jobs (queue, priority DESC, run_after, id) "
+    "WHERE status = 'queued'"
+)
 
 
 @asynccontextmanager
@@ -145,10 +151,13 @@ async def baseline_rate(db: Database, n: int, claimers: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-async def measure(backend: str, runs: int, n: int, claimers: int) -> None:
+async def measure(backend: str, runs: int, n: int, claimers: int, proposed_index: bool) -> None:
     opener = sqlite_database if backend == "sqlite" else postgres_database
     async with opener() as db:
         await apply_migrations(db, load_migrations("core", CORE_MIGRATIONS, db.dialect))
+        if proposed_index:
+            await db.execute(PROPOSED_INDEX)
+            backend += "+index"
         claims: list[float] = []
         plain: list[float] = []
         for run in range(runs):
@@ -162,7 +171,7 @@ async def measure(backend: str, runs: int, n: int, claimers: int) -> None:
     verdict = "meets" if claim >= TARGET_CLAIMS_PER_SECOND else "MISSES"
     target = f"target {TARGET_CLAIMS_PER_SECOND:.0f} claims/s: {verdict}"
     print(
-        f"{backend:<10} claim+complete {claim:8.0f} claims/s  ({target})  "
+        f"{backend:<16} claim+complete {claim:8.0f} claims/s  ({target})  "
         f"baseline {base:8.0f} jobs/s  ratio {claim / base:.2f}"
     )
 
@@ -172,16 +181,24 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--claimers", type=int, default=4)
+    parser.add_argument(
+        "--proposed-index",
+        action="store_true",
+        help="also measure with a partial index on the claim order (temporary database only)",
+    )
     args = parser.parse_args(argv)
+    variants = [False, True] if args.proposed_index else [False]
     print(f"{args.jobs} jobs, {args.claimers} concurrent claimers, median of {args.runs} runs")
     async with asyncio.timeout(TIMEOUT_SECONDS):
-        await measure("sqlite", args.runs, args.jobs, args.claimers)
+        for variant in variants:
+            await measure("sqlite", args.runs, args.jobs, args.claimers, variant)
         try:
             _admin("SELECT 1")
         except psycopg2.OperationalError as exc:
             print(f"postgresql skipped: not reachable at 127.0.0.1:5432 ({exc})".strip())
             return 0
-        await measure("postgresql", args.runs, args.jobs, args.claimers)
+        for variant in variants:
+            await measure("postgresql", args.runs, args.jobs, args.claimers, variant)
     return 0
 
 

@@ -9,8 +9,13 @@ from types import ModuleType
 from typing import Any
 
 from aiohttp import web
+from aiohttp_session import session_middleware
 
 from .appkeys import CONFIG, DB, MIGRATIONS, PLUGINS, SERVICES
+from .auth.middleware import authentication_middleware
+from .auth.models import User
+from .auth.services import AUTH_SERVICES, build_auth
+from .auth.sessions import DatabaseSessionStorage
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Config
 from .db import CORE_MIGRATIONS, apply_migrations, load_migrations
@@ -21,8 +26,9 @@ from .plugins.dispatch import EventDispatcher
 from .plugins.loader import Candidate, PluginManager, PluginRecord
 from .routing import Routes
 from .services import Services, build_services
-from .web import access, admin, health, pages, webhooks
+from .web import access, account_api, admin, auth_pages, health, pages, webhooks
 from .web.middlewares import error_middleware, request_id_middleware
+from .web.security import forwarded_headers, security_headers
 from .web.templating import setup_templates
 
 log = logging.getLogger("medianest.app")
@@ -32,6 +38,8 @@ DEFAULT_PLUGINS: list[tuple[str, ModuleType]] = [
     ("core.health", health),
     ("core.pages", pages),
     ("core.admin", admin),
+    ("core.account", account_api),
+    ("core.auth_pages", auth_pages),
 ]
 
 HEALTH = web.AppKey("health", HealthRegistry)
@@ -56,10 +64,25 @@ def create_app(
     manager = PluginManager(config, builtins=DEFAULT_PLUGINS, candidates=plugins, environ=environ)
     manager.load()
 
+    async def remove_user_everywhere(user: User) -> None:
+        """Before a user's rows go, each plugin deletes the files and upstream state it keeps."""
+        await manager.call_each("medianest_user_removed", budget=60, user=user)
+
+    auth = build_auth(config, services, on_remove=remove_user_everywhere)
+    https = config.server.base_url.startswith("https://")
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware, access.access_middleware],
+        middlewares=[
+            forwarded_headers(config.server.trusted_proxies),
+            request_id_middleware,
+            security_headers(https=https),
+            error_middleware,
+            session_middleware(DatabaseSessionStorage(auth.sessions, secure=https)),
+            authentication_middleware,
+            access.access_middleware,
+        ],
         client_max_size=int(config.server.max_request_body_mb * 1024 * 1024),
     )
+    app[AUTH_SERVICES] = auth
     app[CONFIG] = config
     app[SERVICES] = services
     app[DB] = services.db
@@ -175,6 +198,13 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
     for record in manager.active():
         await _collect_contributions(app, manager, record)
     await services.start_background()
+    code = await app[AUTH_SERVICES].setup.code()
+    if code is not None:
+        log.warning(
+            "no admin yet: open %s/setup and enter the setup code %s",
+            app[CONFIG].server.base_url,
+            code,
+        )
     try:
         yield
     finally:

@@ -217,6 +217,8 @@ class RedisCache(Cache):
         lock_seconds: float = 5.0,
         poll_interval_seconds: float = 0.05,
     ) -> None:
+        if not (lock_seconds > 0 and poll_interval_seconds > 0):
+            raise ValueError("lock_seconds and poll_interval_seconds must be positive")
         self._client = client
         self._prefix = prefix
         self._lock_prefix = prefix.rstrip(":") + "-lock:"

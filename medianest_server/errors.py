@@ -43,3 +43,27 @@ class UpstreamUnavailable(MediaNestError):
 
     status = 503
     code = "upstream_unavailable"
+
+
+class Unauthorized(MediaNestError):
+    """Not signed in, or the credentials are wrong."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(MediaNestError):
+    status = 403
+    code = "forbidden"
+
+
+class RateLimited(MediaNestError):
+    """Too many attempts; `retry_after` seconds until the next one may succeed."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, headers: dict[str, str]) -> None:
+        super().__init__(message, details={"retry_after_seconds": int(retry_after + 0.999)})
+        self.retry_after = retry_after
+        self.headers = headers

@@ -523,11 +523,15 @@ class RedisEventBus(EventBus):
     async def _read_forever(self) -> None:
         assert self._pubsub is not None
         pubsub = self._pubsub
+        loop = asyncio.get_running_loop()
         ping_sent = False
         while True:
             try:
+                asked_at = loop.time()
                 message = await pubsub.get_message(timeout=self._IDLE_PING_SECONDS)
                 if message is None:
+                    if loop.time() - asked_at < self._IDLE_PING_SECONDS / 2:
+                        continue  # the client's own health-check reply, not an idle channel
                     if ping_sent:  # a silent connection (no reply to our ping) is a dead one
                         raise TimeoutError("no reply from Redis to a ping")
                     await pubsub.ping()

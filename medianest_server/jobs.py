@@ -158,6 +158,7 @@ class JobQueue:
         # SQLite: one writer at a time, so the statement alone is atomic.
         lock = " FOR UPDATE SKIP LOCKED" if db.dialect == "postgresql" else ""
         self._claim_sql = _CLAIM.replace("{lock}", lock)
+        self._claim_sql_by_size: dict[int, str] = {}  # the SQL for claims from N queues
         # Workers of this process waiting for work, woken when a job is enqueued here.
         self._wakers: set[Callable[[str], None]] = set()
 
@@ -229,7 +230,9 @@ class JobQueue:
         if not queues:
             return None
         in_list, params = _names("q", queues)
-        sql = self._claim_sql.format(queues=in_list)
+        sql = self._claim_sql_by_size.get(len(queues))
+        if sql is None:
+            sql = self._claim_sql_by_size[len(queues)] = self._claim_sql.format(queues=in_list)
         while True:
             now = self._clock.now()
             row = await self._db.fetch_one(
@@ -645,7 +648,7 @@ class Worker:
                 _, stuck = await asyncio.wait(late, timeout=max(grace_seconds, 1.0))
                 if stuck:
                     logger.warning(
-                        "%d job handler(s) ignored cancellation; their leases will expire",
+                        "%d job handler(s) ignored cancellation and still run",
                         len(stuck),
                         extra={"worker_id": self.worker_id},
                     )
@@ -729,6 +732,9 @@ class Worker:
         try:
             if stale is not None and stale.task is not None:
                 await asyncio.wait({stale.task})
+                if run.stop_reason == "stopping":
+                    await self.queue.release(job.id, worker_id=self.worker_id)
+                    return
             handler = self._handlers.get(job.kind)
             if handler is None:
                 failed = await self.queue.fail(
@@ -739,7 +745,7 @@ class Worker:
                 )
                 await self._finished(failed)
                 return
-            run.handler = asyncio.ensure_future(handler(job, run.context))
+            run.handler = asyncio.create_task(self._call(handler, run))
             heartbeat = asyncio.create_task(self._heartbeat(run))
             try:
                 await asyncio.wait({run.handler})
@@ -759,6 +765,11 @@ class Worker:
             if self._runs.get(job.id) is run:
                 del self._runs[job.id]
             self._wake.set()
+
+    @staticmethod
+    async def _call(handler: JobHandler, run: _Run) -> Any:
+        # Inside the task, so that even a handler that raises before awaiting fails the job.
+        return await handler(run.job, run.context)
 
     async def _record_outcome(self, run: _Run, handler: asyncio.Future[Any]) -> None:
         job = run.job

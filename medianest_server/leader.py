@@ -205,11 +205,10 @@ class RedisLeader(LeaderElection):
     async def _attempt(self) -> None:
         sent_at = time.monotonic()
         try:
-            if self._lease.holds():
-                ok = bool(
-                    await self._renew(keys=[self._key], args=[self.instance_id, self._ttl_ms])
-                )
-            else:
+            # Renew if the key is ours (also after a stall that let our local deadline pass),
+            # else try to take it.
+            ok = bool(await self._renew(keys=[self._key], args=[self.instance_id, self._ttl_ms]))
+            if not ok:
                 ok = bool(
                     await self._client.set(self._key, self.instance_id, nx=True, px=self._ttl_ms)
                 )
@@ -290,7 +289,7 @@ class PostgresLeader(LeaderElection):
                     self._lease.succeeded()
                     await self._hold(conn)
                     return
-            except DatabaseError as exc:
+            except (DatabaseError, OSError) as exc:
                 self._lease.failed(exc)
                 self._lease.lost(f"database error: {exc}")
             if await self._pause():

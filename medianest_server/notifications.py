@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .clock import SYSTEM_CLOCK, Clock
-from .db import Database
+from .db import Database, Row
 from .events import EventBus, make_event
 
 
@@ -46,3 +46,55 @@ async def create_notification(
         )
     )
     return int(notification_id)
+
+
+def _notification_dict(row: Row) -> dict[str, Any]:
+    return {
+        "id": int(row["id"]),
+        "type": row["type"],
+        "title": row["title"],
+        "body": row["body"],
+        "link": row["link"],
+        "data": row["data"] or {},
+        "created_at": row["created_at"].isoformat(),
+        "read": row["read_at"] is not None,
+    }
+
+
+async def list_notifications(
+    db: Database, user_id: int, *, unread_only: bool = False, page: int = 1, per_page: int = 25
+) -> tuple[list[dict[str, Any]], int, int]:
+    """A page of the user's notifications (newest first), the total, and how many are unread."""
+    unread_clause = " AND read_at IS NULL" if unread_only else ""
+    params = {"user_id": user_id, "limit": per_page, "offset": (page - 1) * per_page}
+    rows = await db.fetch_all(
+        "SELECT id, type, title, body, link, data, created_at, read_at FROM notifications"
+        f" WHERE user_id = :user_id{unread_clause} ORDER BY created_at DESC, id DESC"
+        " LIMIT :limit OFFSET :offset",
+        params,
+    )
+    total = await db.fetch_val(
+        f"SELECT count(*) FROM notifications WHERE user_id = :user_id{unread_clause}", params
+    )
+    unread = await db.fetch_val(
+        "SELECT count(*) FROM notifications WHERE user_id = :user_id AND read_at IS NULL", params
+    )
+    return [_notification_dict(r) for r in rows], int(total or 0), int(unread or 0)
+
+
+async def mark_read(
+    db: Database, user_id: int, notification_id: int | None, *, clock: Clock = SYSTEM_CLOCK
+) -> int:
+    """Mark one (or, with None, every) unread notification of the user read; returns how many."""
+    params = {"now": clock.now(), "user_id": user_id, "id": notification_id}
+    if notification_id is None:
+        return await db.execute(
+            "UPDATE notifications SET read_at = :now WHERE user_id = :user_id AND read_at IS NULL",
+            params,
+        )
+    # marking an already read notification again is fine; someone else's is "not found"
+    return await db.execute(
+        "UPDATE notifications SET read_at = coalesce(read_at, :now)"
+        " WHERE user_id = :user_id AND id = :id",
+        params,
+    )

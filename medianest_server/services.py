@@ -90,7 +90,11 @@ def build_services(config: Config, *, clock: Clock = SYSTEM_CLOCK) -> Services:
         import redis.asyncio as aioredis
 
         redis_client = aioredis.from_url(
-            config.redis.url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
+            config.redis.url,
+            socket_connect_timeout=5,
+            socket_timeout=10,
+            health_check_interval=30,
+            max_connections=500,
         )
         cache = RedisCache(redis_client, clock=clock)
         events = RedisEventBus(redis_client)

@@ -155,11 +155,16 @@ async def test_request_body_over_the_limit_is_413(aiohttp_client, write_config) 
     assert (await big.json())["error"]["code"] == "request_too_large"
 
 
-async def test_home_page_and_its_stylesheet_are_served(client: TestClient) -> None:
+async def test_first_visit_leads_to_setup_whose_stylesheet_is_served(client: TestClient) -> None:
+    home = await client.get("/", allow_redirects=False)
+    assert home.status == 302
+    assert home.headers["Location"] == "/login?next=/"
+    login = await client.get("/login", allow_redirects=False)
+    assert login.status == 303 and login.headers["Location"] == "/setup"
     page = await client.get("/")
-    assert page.status == 200
+    assert page.url.path == "/setup"
     text = await page.text()
-    assert "MediaNest is running" in text
+    assert "Set up MediaNest" in text
     href = text.split('rel="stylesheet" href="', 1)[1].split('"', 1)[0]
     css = await client.get(href)
     assert css.status == 200

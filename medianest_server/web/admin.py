@@ -1,14 +1,177 @@
-"""Built-in plugin: the admin JSON API (plugin status now; users, settings and audit later)."""
+"""Built-in plugin: the admin JSON API: users, the audit log, plugin status."""
 
 from __future__ import annotations
 
 from aiohttp import web
+from marshmallow import Schema, fields, validate
 
 from ..appkeys import PLUGINS, SERVICES
+from ..auth.models import ROLES
+from ..auth.services import AUTH_SERVICES, AuthServices
+from ..errors import InvalidInput
 from ..hookspecs import hookimpl
 from ..routing import Routes
+from .access import USER
+from .validation import load_json, load_query
 
 routes = Routes()
+
+
+class UserQuery(Schema):
+    q = fields.String(load_default="", validate=validate.Length(max=100))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
+    per_page = fields.Integer(load_default=25, validate=validate.Range(min=1, max=200))
+
+
+class NewUser(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    role = fields.String(load_default="user", validate=validate.OneOf(ROLES))
+    display_name = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(max=100)
+    )
+    email = fields.Email(load_default=None, allow_none=True)
+
+
+class UserChange(Schema):
+    role = fields.String(validate=validate.OneOf(ROLES))
+    disabled = fields.Boolean()
+
+
+class AuditQuery(Schema):
+    action = fields.String(load_default=None, validate=validate.Length(max=100))
+    actor = fields.String(load_default=None, validate=validate.Length(max=64))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+def _auth(request: web.Request) -> AuthServices:
+    return request.app[AUTH_SERVICES]
+
+
+def _user_id(request: web.Request) -> int:
+    return int(request.match_info["user_id"])
+
+
+@routes.get("/api/v1/admin/users", access="admin")
+async def list_users(request: web.Request) -> web.Response:
+    """Users matching `q` (username, name or email), a page at a time."""
+    query = load_query(request, UserQuery())
+    users, total = await _auth(request).users.search(
+        query=query["q"], page=query["page"], per_page=query["per_page"]
+    )
+    return web.json_response(
+        {"users": [u.as_dict() for u in users], "total": total, "page": query["page"]}
+    )
+
+
+@routes.post("/api/v1/admin/users", access="admin")
+async def create_user(request: web.Request) -> web.Response:
+    """A local account with a password (people with Plex accounts sign in with Plex instead)."""
+    body = await load_json(request, NewUser())
+    auth, actor = _auth(request), request[USER]
+    user = await auth.users.create(
+        body["username"],
+        password=body["password"],
+        role=body["role"],
+        display_name=body["display_name"],
+        email=body["email"],
+    )
+    await auth.audit.record(
+        "user.created",
+        actor=actor,
+        ip=request.remote,
+        target_type="user",
+        target_id=user.id,
+        details={"username": user.username, "role": user.role},
+    )
+    return web.json_response((await auth.users.details(user.id)).as_dict(), status=201)
+
+
+@routes.get("/api/v1/admin/users/{user_id:\\d+}", access="admin")
+async def get_user(request: web.Request) -> web.Response:
+    return web.json_response((await _auth(request).users.details(_user_id(request))).as_dict())
+
+
+@routes.patch("/api/v1/admin/users/{user_id:\\d+}", access="admin")
+async def change_user(request: web.Request) -> web.Response:
+    """Change `role` and/or `disabled`; disabling ends the user's sessions at once."""
+    body = await load_json(request, UserChange())
+    if not body:
+        raise InvalidInput("nothing to change: give role and/or disabled")
+    auth, actor, user_id = _auth(request), request[USER], _user_id(request)
+    before = await auth.users.details(user_id)
+    user = await auth.users.update(
+        actor, user_id, role=body.get("role"), disabled=body.get("disabled")
+    )
+    if user.role != before.user.role:
+        await auth.audit.record(
+            "user.role.changed",
+            actor=actor,
+            ip=request.remote,
+            target_type="user",
+            target_id=user_id,
+            details={"from": before.user.role, "to": user.role},
+        )
+    if user.disabled != before.user.disabled:
+        await auth.audit.record(
+            "user.disabled" if user.disabled else "user.enabled",
+            actor=actor,
+            ip=request.remote,
+            target_type="user",
+            target_id=user_id,
+        )
+        if user.disabled:
+            await auth.sessions.revoke_all(user_id)
+    return web.json_response((await auth.users.details(user_id)).as_dict())
+
+
+@routes.delete("/api/v1/admin/users/{user_id:\\d+}", access="admin")
+async def delete_user(request: web.Request) -> web.Response:
+    """Delete a user with everything that is theirs, in every plugin."""
+    auth, actor, user_id = _auth(request), request[USER], _user_id(request)
+    removed = await auth.users.delete(actor, user_id)
+    await auth.audit.record(
+        "user.deleted",
+        actor=actor,
+        ip=request.remote,
+        target_type="user",
+        target_id=user_id,
+        details={"username": removed.username},
+    )
+    return web.json_response({"deleted": True})
+
+
+@routes.delete("/api/v1/admin/users/{user_id:\\d+}/sessions", access="admin")
+async def revoke_user_sessions(request: web.Request) -> web.Response:
+    """Sign a user out everywhere."""
+    auth, actor, user_id = _auth(request), request[USER], _user_id(request)
+    await auth.users.details(user_id)  # 404 for an unknown user
+    ended = await auth.sessions.revoke_all(user_id)
+    await auth.audit.record(
+        "user.sessions.revoked",
+        actor=actor,
+        ip=request.remote,
+        target_type="user",
+        target_id=user_id,
+        details={"sessions_ended": ended},
+    )
+    return web.json_response({"sessions_ended": ended})
+
+
+@routes.get("/api/v1/admin/audit", access="admin")
+async def audit(request: web.Request) -> web.Response:
+    """The audit log, newest first; filter by `action` prefix and `actor` name."""
+    query = load_query(request, AuditQuery())
+    entries, total = await _auth(request).audit.search(
+        action=query["action"],
+        actor=query["actor"],
+        page=query["page"],
+        per_page=query["per_page"],
+    )
+    return web.json_response(
+        {"entries": [e.as_dict() for e in entries], "total": total, "page": query["page"]}
+    )
 
 
 @routes.get("/api/v1/admin/plugins", access="admin")

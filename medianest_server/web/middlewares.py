@@ -73,7 +73,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except MediaNestError as exc:
         if exc.status >= 500:
             log.warning("request failed: %s", exc.message, extra={"code": exc.code})
-        return error_response(request, exc.status, exc.code, exc.message, exc.details)
+        return error_response(
+            request,
+            exc.status,
+            exc.code,
+            exc.message,
+            exc.details,
+            headers=getattr(exc, "headers", None),
+        )
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
         return error_response(request, 500, "internal_error", "Something went wrong on the server.")
@@ -92,7 +99,14 @@ def error_response(
     kept_headers = {}
     if headers:
         # keep headers that tell the client what to do next; drop content headers of the original
-        for name in ("Allow", "Retry-After", "WWW-Authenticate"):
+        for name in (
+            "Allow",
+            "Retry-After",
+            "WWW-Authenticate",
+            "X-RateLimit-Limit",
+            "X-RateLimit-Remaining",
+            "X-RateLimit-Reset",
+        ):
             if name in headers:
                 kept_headers[name] = headers[name]
     if wants_json(request):
@@ -105,7 +119,15 @@ def error_response(
             }
         }
         return web.json_response(body, status=status, headers=kept_headers)
-    context = {"status": status, "code": code, "message": message, "request_id": request_id}
+    from .templating import signed_in_context
+
+    context = {
+        **signed_in_context(request),
+        "status": status,
+        "code": code,
+        "message": message,
+        "request_id": request_id,
+    }
     response = aiohttp_jinja2.render_template("error.html", request, context, status=status)
     response.headers.update(kept_headers)
     return response

@@ -14,7 +14,7 @@ from ..routing import Routes
 routes = Routes()
 
 
-@routes.page("/", access="public", name="home")
+@routes.page("/", access="user", name="home")
 @aiohttp_jinja2.template("home.html")
 async def home(request: web.Request) -> dict[str, Any]:
     return {"version": __version__}

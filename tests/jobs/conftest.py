@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from medianest_server.clock import ManualClock
 from medianest_server.db import (
     CORE_MIGRATIONS,
     Database,
@@ -32,6 +33,17 @@ async def db(database_url: str, tmp_path: Path) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
+
+
+async def make_user(db: Database, username: str) -> int:
+    """A plain user row (jobs may belong to a user); returns its id."""
+    now = ManualClock().now()
+    user_id = await db.fetch_val(
+        "INSERT INTO users (username, role, created_at, updated_at) "
+        "VALUES (:username, 'user', :now, :now) RETURNING id",
+        {"username": username, "now": now},
+    )
+    return int(user_id)
 
 
 async def eventually(

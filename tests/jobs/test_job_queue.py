@@ -11,16 +11,7 @@ import pytest
 from medianest_server.clock import ManualClock
 from medianest_server.db import Database
 from medianest_server.jobs import MAX_ERROR_CHARS, JobQueue
-
-
-async def make_user(db: Database, username: str) -> int:
-    now = ManualClock().now()
-    user_id = await db.fetch_val(
-        "INSERT INTO users (username, role, created_at, updated_at) "
-        "VALUES (:username, 'user', :now, :now) RETURNING id",
-        {"username": username, "now": now},
-    )
-    return int(user_id)
+from tests.jobs.conftest import make_user
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ import pytest
 
 from medianest_server.db import Database
 from medianest_server.jobs import Job, JobContext, JobQueue, Worker
-from tests.jobs.conftest import eventually
-from tests.jobs.test_job_queue import make_user
+from tests.jobs.conftest import eventually, make_user
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,7 +24,14 @@ class RedisEnv:
 
     async def client(self, *, name: str | None = None) -> aioredis.Redis:
         """A new client with its own connection pool, as a separate server instance would have."""
-        client = aioredis.Redis.from_url(REDIS_URL, client_name=name)
+        # the options medianest_server/services.py builds its client with
+        client = aioredis.Redis.from_url(
+            REDIS_URL,
+            client_name=name,
+            socket_connect_timeout=5,
+            socket_timeout=10,
+            health_check_interval=30,
+        )
         try:
             await client.ping()
         except (RedisError, OSError) as exc:

@@ -124,6 +124,7 @@ async def test_a_returned_value_is_a_copy(cache: Cache) -> None:
     stored["titles"].append("changed after set")
 
     first = await cache.get("watchlist")
+    assert first is not None
     first["titles"].append("changed after get")
     assert await cache.get("watchlist") == {"titles": ["Alien"]}
 

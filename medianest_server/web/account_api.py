@@ -1,0 +1,252 @@
+"""Built-in plugin: signing in from API clients, and each person's own account.
+
+`POST /api/v1/auth/token` and `/api/v1/auth/refresh` for API clients; `/api/v1/me…` for the
+signed-in person's profile, password, devices (sessions), API tokens and notifications. Every
+id in these routes is checked against the caller: someone else's id answers 404, as if absent.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp_session import get_session
+from marshmallow import Schema, fields, validate
+
+from ..auth.middleware import AUTH
+from ..auth.services import AUTH_SERVICES, AuthServices
+from ..auth.users import user_dict
+from ..errors import InvalidInput, NotFound, Unauthorized
+from ..hookspecs import hookimpl
+from ..routing import Routes
+from .access import USER
+from .validation import load_json, load_query
+
+routes = Routes()
+
+_TEXT = validate.Length(min=1, max=1024)
+
+
+class Credentials(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = fields.String(required=True, validate=_TEXT)
+
+
+class RefreshRequest(Schema):
+    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=512))
+
+
+class PasswordChange(Schema):
+    current_password = fields.String(required=True, validate=_TEXT)
+    new_password = fields.String(required=True, validate=_TEXT)
+
+
+class TokenRequest(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+
+
+class Paging(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
+    per_page = fields.Integer(load_default=25, validate=validate.Range(min=1, max=200))
+    unread = fields.Boolean(load_default=False)
+
+
+def _auth(request: web.Request) -> AuthServices:
+    return request.app[AUTH_SERVICES]
+
+
+async def sign_in_checked(request: web.Request, username: str, password: str) -> object:
+    """Check the sign-in limits, then the password; record the outcome either way."""
+    auth = _auth(request)
+    await auth.login_limits.check(username, request.remote)
+    try:
+        user = await auth.users.authenticate(username, password)
+    except Unauthorized:
+        await auth.login_limits.failed(username, request.remote)
+        await auth.audit.record("auth.login.failed", actor_name=username[:64], ip=request.remote)
+        raise
+    await auth.login_limits.succeeded(username)
+    await auth.users.record_login(user.id)
+    await auth.audit.record("auth.login.succeeded", actor=user, ip=request.remote)
+    return user
+
+
+@routes.post("/api/v1/auth/token", access="public")
+async def issue_token(request: web.Request) -> web.Response:
+    """Trade a username and password for an access token (15 min) and a refresh token."""
+    body = await load_json(request, Credentials())
+    auth = _auth(request)
+    user = await sign_in_checked(request, body["username"], body["password"])
+    _, info = await auth.sessions.create(
+        user.id,  # type: ignore[attr-defined]
+        kind="api",
+        ip=request.remote,
+        user_agent=request.headers.get("User-Agent"),
+    )
+    refresh = await auth.sessions.issue_refresh_token(info.id)
+    access, expires_in = auth.access_tokens.issue(user, info.id)  # type: ignore[arg-type]
+    return web.json_response(
+        {
+            "access_token": access,
+            "refresh_token": refresh,
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+        }
+    )
+
+
+@routes.post("/api/v1/auth/refresh", access="public")
+async def refresh_token(request: web.Request) -> web.Response:
+    """A new access token and a new refresh token; the old refresh token stops working."""
+    body = await load_json(request, RefreshRequest())
+    auth = _auth(request)
+    info, user, refresh = await auth.sessions.rotate_refresh_token(body["refresh_token"])
+    access, expires_in = auth.access_tokens.issue(user, info.id)
+    return web.json_response(
+        {
+            "access_token": access,
+            "refresh_token": refresh,
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+        }
+    )
+
+
+@routes.post("/api/v1/auth/logout", access="user")
+async def logout(request: web.Request) -> web.Response:
+    """End the caller's session (browser or API client)."""
+    auth = _auth(request)
+    info = request[AUTH]
+    if info.method == "cookie":
+        (await get_session(request)).invalidate()
+    elif info.session_id:
+        await auth.sessions.revoke(info.session_id)
+    else:
+        raise InvalidInput("an API token has no session to end; revoke the token instead")
+    await auth.audit.record("auth.logout", actor=request[USER], ip=request.remote)
+    return web.json_response({"signed_out": True})
+
+
+@routes.get("/api/v1/me", access="user")
+async def me(request: web.Request) -> web.Response:
+    """The signed-in person."""
+    body = user_dict(request[USER])
+    body["auth"] = request[AUTH].method
+    session_id = request[AUTH].session_id
+    if request[AUTH].method == "cookie" and session_id:
+        body["csrf_token"] = _auth(request).csrf.for_session(session_id)
+    return web.json_response(body)
+
+
+@routes.post("/api/v1/me/password", access="user")
+async def change_password(request: web.Request) -> web.Response:
+    """Change the password (the current one is required); every other session is signed out."""
+    body = await load_json(request, PasswordChange())
+    auth, user = _auth(request), request[USER]
+    await auth.users.change_password(user, body["current_password"], body["new_password"])
+    ended = await auth.sessions.revoke_all(user.id, except_id=request[AUTH].session_id)
+    await auth.audit.record(
+        "auth.password.changed", actor=user, ip=request.remote, details={"sessions_ended": ended}
+    )
+    return web.json_response({"changed": True, "other_sessions_ended": ended})
+
+
+@routes.get("/api/v1/me/sessions", access="user")
+async def my_sessions(request: web.Request) -> web.Response:
+    """The caller's devices: created, last seen, address, browser."""
+    sessions = await _auth(request).sessions.list_for_user(request[USER].id)
+    current = request[AUTH].session_id
+    return web.json_response({"sessions": [s.as_dict(current_id=current) for s in sessions]})
+
+
+@routes.delete("/api/v1/me/sessions/{session_id}", access="user")
+async def revoke_my_session(request: web.Request) -> web.Response:
+    auth, user = _auth(request), request[USER]
+    session_id = request.match_info["session_id"]
+    if not await auth.sessions.revoke(session_id, user_id=user.id):
+        raise NotFound("no such session")
+    await auth.audit.record(
+        "auth.session.revoked",
+        actor=user,
+        ip=request.remote,
+        target_type="session",
+        target_id=session_id[:12],
+    )
+    return web.json_response({"revoked": True})
+
+
+@routes.get("/api/v1/me/tokens", access="user")
+async def my_tokens(request: web.Request) -> web.Response:
+    tokens = await _auth(request).api_tokens.list_for_user(request[USER].id)
+    return web.json_response({"tokens": [t.as_dict() for t in tokens]})
+
+
+@routes.post("/api/v1/me/tokens", access="user")
+async def create_token(request: web.Request) -> web.Response:
+    """A new personal API token; `token` is in this answer only, never shown again."""
+    body = await load_json(request, TokenRequest())
+    auth, user = _auth(request), request[USER]
+    raw, info = await auth.api_tokens.create(user.id, body["name"])
+    await auth.audit.record(
+        "auth.token.created",
+        actor=user,
+        ip=request.remote,
+        target_type="api_token",
+        target_id=info.id,
+        details={"name": info.name},
+    )
+    return web.json_response({**info.as_dict(), "token": raw}, status=201)
+
+
+@routes.delete("/api/v1/me/tokens/{token_id:\\d+}", access="user")
+async def revoke_token(request: web.Request) -> web.Response:
+    auth, user = _auth(request), request[USER]
+    token_id = int(request.match_info["token_id"])
+    if not await auth.api_tokens.revoke(token_id, user_id=user.id):
+        raise NotFound("no such token")
+    await auth.audit.record(
+        "auth.token.revoked",
+        actor=user,
+        ip=request.remote,
+        target_type="api_token",
+        target_id=token_id,
+    )
+    return web.json_response({"revoked": True})
+
+
+@routes.get("/api/v1/notifications", access="user")
+async def my_notifications(request: web.Request) -> web.Response:
+    from ..notifications import list_notifications
+
+    query = load_query(request, Paging())
+    items, total, unread = await list_notifications(
+        _auth(request).users.db,
+        request[USER].id,
+        unread_only=query["unread"],
+        page=query["page"],
+        per_page=query["per_page"],
+    )
+    return web.json_response({"notifications": items, "total": total, "unread": unread})
+
+
+@routes.post("/api/v1/notifications/{notification_id:\\d+}/read", access="user")
+async def mark_read(request: web.Request) -> web.Response:
+    from ..notifications import mark_read as mark
+
+    changed = await mark(
+        _auth(request).users.db, request[USER].id, int(request.match_info["notification_id"])
+    )
+    if not changed:
+        raise NotFound("no such notification")
+    return web.json_response({"read": True})
+
+
+@routes.post("/api/v1/notifications/read-all", access="user")
+async def mark_all_read(request: web.Request) -> web.Response:
+    from ..notifications import mark_read as mark
+
+    count = await mark(_auth(request).users.db, request[USER].id, None)
+    return web.json_response({"read": count})
+
+
+@hookimpl
+def medianest_routes() -> Routes:
+    return routes

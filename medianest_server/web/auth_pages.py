@@ -1,0 +1,193 @@
+"""Built-in plugin: the first-run setup page, sign-in and sign-out. They work without JavaScript."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp_session import get_session, new_session
+from marshmallow import Schema, fields, validate
+
+from ..appkeys import PLUGINS
+from ..auth.csrf import CSRF_FIELD, PRE_SESSION_COOKIE
+from ..auth.limits import LoginLimits
+from ..auth.models import User
+from ..auth.services import AUTH_SERVICES, AuthServices
+from ..errors import InvalidInput, MediaNestError, RateLimited, Unauthorized
+from ..hookspecs import hookimpl
+from ..plugins.types import LoginProvider
+from ..routing import Routes
+from .access import USER
+from .validation import load_form
+
+log = logging.getLogger("medianest.auth")
+routes = Routes()
+PROVIDERS_BUDGET_SECONDS = 0.5
+
+
+class SetupForm(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class LoginForm(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    next = fields.String(load_default="/", validate=validate.Length(max=2000))
+
+
+def _auth(request: web.Request) -> AuthServices:
+    return request.app[AUTH_SERVICES]
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site: never `//evil.example` or `https://…` (open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _render(
+    request: web.Request, template: str, context: dict[str, Any], *, status: int = 200
+) -> web.Response:
+    cookies: dict[str, str] = {}
+    context = {**context, "csrf_token": _auth(request).csrf.visitor_token(request, cookies)}
+    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    for name, value in cookies.items():
+        response.set_cookie(
+            name,
+            value,
+            httponly=True,
+            samesite="Lax",
+            secure=_auth(request).secure_cookies,
+            path="/",
+        )
+    return response
+
+
+async def _check_form_csrf(request: web.Request) -> None:
+    form = await request.post()
+    given = form.get(CSRF_FIELD)
+    if not isinstance(given, str) or not _auth(request).csrf.check_visitor(request, given):
+        raise web.HTTPForbidden(
+            text="The form expired or came from another site; reload the page and try again."
+        )
+
+
+async def start_browser_session(request: web.Request, user: User) -> None:
+    """Sign the browser in with a brand-new session id (any earlier one is ended)."""
+    old = await get_session(request)
+    if not old.new:
+        old.invalidate()
+    session = await new_session(request)
+    session["user_id"] = user.id
+
+
+@routes.page("/setup", access="public", name="setup")
+async def setup_page(request: web.Request) -> web.Response:
+    if await _auth(request).setup.code() is None:
+        raise web.HTTPNotFound()
+    return _render(request, "setup.html", {"error": None, "form": {}})
+
+
+@routes.page("/setup", access="public", method="POST")
+async def setup_submit(request: web.Request) -> web.StreamResponse:
+    auth = _auth(request)
+    if await auth.setup.code() is None:
+        raise web.HTTPNotFound()
+    await _check_form_csrf(request)
+    limits = LoginLimits(auth.limiter, scope="setup")
+    form: dict[str, Any] = {}
+    try:
+        await limits.check("setup", request.remote)
+        form = await load_form(request, SetupForm(), ignore=(CSRF_FIELD,))
+        try:
+            user = await auth.setup.complete(form["code"], form["username"], form["password"])
+        except InvalidInput:
+            await limits.failed("setup", request.remote)
+            raise
+    except RateLimited as exc:
+        return _with_headers(
+            _render(request, "setup.html", {"error": exc.message, "form": form}, status=429),
+            exc.headers,
+        )
+    except MediaNestError as exc:
+        return _render(
+            request, "setup.html", {"error": exc.message, "form": form}, status=exc.status
+        )
+    await auth.audit.record("auth.setup.completed", actor=user, ip=request.remote)
+    log.info("setup complete: first admin created", extra={"username": user.username})
+    await start_browser_session(request, user)
+    raise web.HTTPSeeOther("/")
+
+
+async def login_providers(request: web.Request) -> list[LoginProvider]:
+    outcomes = await request.app[PLUGINS].call_each(
+        "medianest_login_providers", budget=PROVIDERS_BUDGET_SECONDS
+    )
+    return [p for o in outcomes if o.result for p in o.result if isinstance(p, LoginProvider)]
+
+
+@routes.page("/login", access="public", name="login")
+async def login_page(request: web.Request) -> web.Response:
+    auth = _auth(request)
+    if await auth.setup.code() is not None:
+        raise web.HTTPSeeOther("/setup")
+    if request.get(USER) is not None:
+        raise web.HTTPSeeOther(safe_next(request.query.get("next")))
+    return _render(
+        request,
+        "login.html",
+        {
+            "error": None,
+            "username": "",
+            "next": safe_next(request.query.get("next")),
+            "providers": await login_providers(request),
+        },
+    )
+
+
+@routes.page("/login", access="public", method="POST")
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    await _check_form_csrf(request)
+    from .account_api import sign_in_checked
+
+    form: dict[str, Any] = {"username": "", "next": "/"}
+    try:
+        form = await load_form(request, LoginForm(), ignore=(CSRF_FIELD,))
+        user = await sign_in_checked(request, form["username"], form["password"])
+    except (MediaNestError, Unauthorized) as exc:
+        context = {
+            "error": exc.message,
+            "username": form.get("username", ""),
+            "next": safe_next(form.get("next")),
+            "providers": await login_providers(request),
+        }
+        response = _render(request, "login.html", context, status=exc.status)
+        return _with_headers(response, getattr(exc, "headers", None))
+    assert isinstance(user, User)
+    await start_browser_session(request, user)
+    response = web.HTTPSeeOther(safe_next(form["next"]))
+    response.del_cookie(PRE_SESSION_COOKIE, path="/")
+    raise response
+
+
+@routes.page("/logout", access="user", method="POST")
+async def logout_submit(request: web.Request) -> web.StreamResponse:
+    (await get_session(request)).invalidate()
+    await _auth(request).audit.record("auth.logout", actor=request[USER], ip=request.remote)
+    raise web.HTTPSeeOther("/login")
+
+
+def _with_headers(response: web.Response, headers: dict[str, str] | None) -> web.Response:
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+@hookimpl
+def medianest_routes() -> Routes:
+    return routes
