@@ -1,3 +1,7 @@
 """MediaNest: a self-hosted portal for the people who share a Plex server."""
 
 __version__ = "0.1.0"
+
+from .hookspecs import hookimpl  # noqa: E402  (the one name plugins need most)
+
+__all__ = ["__version__", "hookimpl"]

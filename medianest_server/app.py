@@ -214,17 +214,27 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
         await services.close()
 
 
+CONTRIBUTIONS_BUDGET_SECONDS = 10.0
+
+
 async def _collect_contributions(
     app: web.Application, manager: PluginManager, record: PluginRecord
 ) -> None:
-    owner = record.name
+    """A plugin's tasks, checks and handlers: all of them are taken, or none (plugin fails)."""
+    owner, budget = record.name, CONTRIBUTIONS_BUDGET_SECONDS
     try:
-        for task in await manager.call(record, "medianest_background_tasks") or ():
-            app[SERVICES].tasks.add(task, owner=owner)
-        for check in await manager.call(record, "medianest_health_checks") or ():
-            app[HEALTH].add(owner, check)
-        handlers = await manager.call(record, "medianest_event_handlers")
-        if handlers:
-            app[DISPATCHER].add(owner, handlers)
+        tasks = await manager.call(record, "medianest_background_tasks", budget=budget)
+        checks = await manager.call(record, "medianest_health_checks", budget=budget)
+        handlers = await manager.call(record, "medianest_event_handlers", budget=budget)
+    except TimeoutError:
+        manager.fail(record, "startup", f"contributing tasks or checks took over {budget:g} s")
+        return
     except Exception as exc:
         manager.fail(record, "startup", f"{type(exc).__name__}: {exc}")
+        return
+    for task in tasks or ():
+        app[SERVICES].tasks.add(task, owner=owner)
+    for check in checks or ():
+        app[HEALTH].add(owner, check)
+    if handlers:
+        app[DISPATCHER].add(owner, handlers)

@@ -88,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plugins.set_defaults(handler=cmd_plugins)
 
+    user = commands.add_parser("user", parents=[common], help="manage accounts")
+    user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    setup_code = user_commands.add_parser(
+        "setup-code",
+        parents=[common],
+        help="print the one-time code that /setup asks for (exit 1 when setup is done)",
+    )
+    setup_code.set_defaults(handler=cmd_user_setup_code)
+
     backup = commands.add_parser(
         "backup", parents=[common], help="copy the SQLite database consistently, even while serving"
     )
@@ -219,9 +228,39 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             f"{record.status}\t{hooks}"
         )
         if record.error:
-            line += f"\t{record.stage}: {record.error}"
+            line += f"\t{record.stage or record.status}: {record.error}"
         print(redactor(line))
     return EXIT_FAILED if manager.failed_names() else EXIT_OK
+
+
+def cmd_user_setup_code(args: argparse.Namespace) -> int:
+    """Print the setup code alone on stdout while no user exists; exit 1 otherwise."""
+    config = _load(args)
+    from .auth.setup import SetupService
+    from .auth.users import UserService
+    from .secretbox import SecretBox
+
+    async def read_code() -> str | None:
+        db = open_database(config.database.url, base_dir=config.base_dir)
+        await db.connect()
+        try:
+            await apply_migrations(db, load_migrations("core", CORE_MIGRATIONS, db.dialect))
+            box = SecretBox(config.server.secret_key)
+            return await SetupService(db, box, UserService(db)).code()
+        finally:
+            await db.close()
+
+    try:
+        code = asyncio.run(read_code())
+    except UnknownDatabaseURL as exc:
+        return _fail(f"database.url: {exc}", EXIT_CONFIG)
+    except DatabaseError as exc:
+        return _fail(str(exc))
+    if code is None:
+        print("setup is complete: an account exists already", file=sys.stderr)
+        return EXIT_FAILED
+    print(code)
+    return EXIT_OK
 
 
 def _dialect(config: Config) -> str:

@@ -15,7 +15,7 @@ from .errors import Conflict, InvalidInput, MediaNestError, NotFound, UpstreamUn
 from .events import Event, EventBus, make_event
 from .hookspecs import hookimpl
 from .http import HttpClient, HttpResponse, UpstreamError
-from .jobs import Job, JobContext, JobQueue
+from .jobs import Job, JobContext, JobQueue, Worker
 from .plugins.context import PluginContext, ServiceRegistry
 from .plugins.types import (
     EventHandler,
@@ -33,6 +33,7 @@ from .ratelimit import RateLimiter, RateLimitResult
 from .routing import Access, Routes
 from .secretbox import SecretBox, SecretBoxError
 from .tasks import Task
+from .web.access import current_user
 
 __all__ = [
     "Access",
@@ -77,6 +78,8 @@ __all__ = [
     "User",
     "Webhook",
     "Widget",
+    "Worker",
+    "current_user",
     "hookimpl",
     "make_event",
 ]

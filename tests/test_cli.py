@@ -207,3 +207,45 @@ def test_missing_config_file_says_how_to_make_one(tmp_path: Path, command: list[
     result = run(*command, "--config", str(tmp_path / "absent.toml"))
     assert result.returncode == 2
     assert "medianest init" in result.stdout + result.stderr
+
+
+def test_setup_code_is_printed_alone_and_matches_the_servers(
+    write_config, start_server: Callable[..., ServerProcess]
+) -> None:
+    path = write_config()
+    printed = run("user", "setup-code", "--config", str(path))
+    assert printed.returncode == 0, printed.stderr
+    code = printed.stdout.strip()
+    assert len(printed.stdout.splitlines()) == 1 and len(code) == 19
+    server = start_server(path)
+    server.wait_ready()
+    assert f"setup code {code}" in server.log  # the server logs the same code
+    again = run("user", "setup-code", "--config", str(path))
+    assert again.stdout.strip() == code
+    assert server.stop() == 0
+
+
+def test_setup_code_exits_1_once_an_account_exists(write_config) -> None:
+    import asyncio
+
+    from medianest_server.auth.users import UserService
+    from medianest_server.config import load_config
+    from medianest_server.db import open_database
+
+    path = write_config()
+    assert run("migrate", "--config", str(path)).returncode == 0
+    config = load_config(path, environ={})
+
+    async def add_user() -> None:
+        db = open_database(config.database.url, base_dir=config.base_dir)
+        await db.connect()
+        try:
+            await UserService(db).create("admin", password="correct horse", role="admin")
+        finally:
+            await db.close()
+
+    asyncio.run(add_user())
+    result = run("user", "setup-code", "--config", str(path))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "setup is complete" in result.stderr

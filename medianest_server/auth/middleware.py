@@ -17,7 +17,7 @@ from aiohttp_session import get_session
 
 from ..errors import RateLimited, Unauthorized
 from ..ratelimit import RateLimitResult
-from ..web.access import USER
+from ..web.access import AUTH_ERROR, USER
 from .csrf import SAFE_METHODS, submitted_token
 from .services import AUTH_SERVICES, AuthServices
 from .sessions import SESSION_INFO, SESSION_USER
@@ -44,7 +44,12 @@ async def authentication_middleware(request: web.Request, handler: Handler) -> w
     auth = request.app[AUTH_SERVICES]
     header = request.headers.get("Authorization", "")
     if header:
-        await _from_bearer(request, auth, header)
+        try:
+            await _from_bearer(request, auth, header)
+        except Unauthorized as exc:
+            # decided by the access check: a public route (a webhook whose sender puts its
+            # secret in Authorization) still answers; a protected one says why it refused
+            request[AUTH_ERROR] = exc.message
     elif auth.session_cookie_present(request):
         await get_session(request)  # loads, validates and refreshes the browser session
         user, info = request.get(SESSION_USER), request.get(SESSION_INFO)

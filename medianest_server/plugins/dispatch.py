@@ -55,6 +55,8 @@ class EventDispatcher:
 
 
 def _matches(pattern: str, event: Event) -> bool:
+    if pattern == "*":
+        return True
     if pattern.endswith(".*"):
         return event.type.startswith(pattern[:-1])
     return event.type == pattern

@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Any, Literal, cast
 
 import pluggy
-from marshmallow import RAISE, Schema, ValidationError
+from marshmallow import RAISE, Schema, ValidationError, fields
 
 from .. import hookspecs
 from ..config import Config
@@ -86,6 +86,7 @@ class PluginRecord:
     ctx: PluginContext | None = None
     migrations: list[Migration] = field(default_factory=list)
     secret_keys: set[str] = field(default_factory=set)
+    impls: dict[str, Any] = field(default_factory=dict)
     _cleanup: AsyncGenerator[Any, None] | None = None
 
     @property
@@ -169,6 +170,12 @@ class PluginManager:
         candidates = self._candidates if self._candidates is not None else discover_entry_points()
         for candidate in [*self._builtins, *candidates]:
             self._load_one(candidate)
+        for name in sorted(set(self.config.plugins.settings) - set(self.records)):
+            log.warning(
+                "[plugins.%s] is configured but no plugin of that name is installed",
+                name,
+                extra={"plugin": name},
+            )
 
     def _load_one(self, candidate: Candidate) -> None:
         record = PluginRecord(
@@ -184,7 +191,8 @@ class PluginManager:
                 f"another plugin is already named {candidate.name!r} "
                 f"(distribution {other.distribution})"
             )
-            self.records[f"{candidate.name} ({candidate.distribution})"] = record
+            record.name = f"{candidate.name} ({candidate.distribution})"
+            self.records[record.name] = record
             log.error("plugin disabled: %s", record.error, extra={"plugin": candidate.name})
             return
         self.records[candidate.name] = record
@@ -213,8 +221,13 @@ class PluginManager:
         if name in settings.disabled:
             return "in [plugins] disabled"
         section = settings.settings.get(name, {})
-        if section.get("enabled") in (False, "false", "0", "no"):
-            return f"[plugins.{name}] enabled = false"
+        if "enabled" in section:
+            try:
+                enabled = fields.Boolean().deserialize(section["enabled"])
+            except ValidationError:
+                return None  # reported by the config stage, which names the key
+            if not enabled:
+                return f"[plugins.{name}] enabled = false"
         return None
 
     def _register(self, record: PluginRecord) -> None:
@@ -237,11 +250,19 @@ class PluginManager:
             self.pm.register(module, name=record.name)
         except pluggy.PluginValidationError as exc:
             raise PluginFailure(str(exc)) from exc
+        for caller in self.pm.get_hookcallers(module) or ():
+            for impl in caller.get_hookimpls():
+                if impl.plugin_name == record.name:
+                    record.impls[caller.name] = impl
 
     def _validate_config(self, record: PluginRecord) -> dict[str, Any]:
         record.stage = "config"
         section = dict(self.config.plugins.settings.get(record.name, {}))
-        section.pop("enabled", None)
+        enabled = section.pop("enabled", True)
+        try:
+            fields.Boolean().deserialize(enabled)
+        except ValidationError as exc:
+            raise PluginFailure(f"plugins.{record.name}.enabled: Not a valid boolean.") from exc
         schema = self.call_sync(record, "medianest_config_schema")
         if schema is None:
             if section:
@@ -249,7 +270,8 @@ class PluginManager:
                     f"plugins.{record.name}: this plugin has no settings, "
                     f"but {', '.join(sorted(section))} given"
                 )
-            return {}
+            record.stage = None
+            return {"enabled": True}
         instance: Schema = schema() if isinstance(schema, type) else schema
         _read_secret_files(record.name, instance, section, self.config.base_dir)
         try:
@@ -260,7 +282,8 @@ class PluginManager:
             ) from exc
         record.secret_keys = secret_fields(instance)
         redactor.add(*(str(loaded.get(key) or "") for key in record.secret_keys))
-        return dict(loaded)
+        record.stage = None
+        return {**loaded, "enabled": True}
 
     # -- calling hooks ---------------------------------------------------------------------
 
@@ -272,13 +295,10 @@ class PluginManager:
         return record is not None and record.active
 
     def implements(self, record: PluginRecord, hook: str) -> bool:
-        return record.module is not None and callable(getattr(record.module, hook, None))
+        return hook in record.impls
 
     def _impl(self, record: PluginRecord, hook: str) -> Any:
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
-            if impl.plugin_name == record.name:
-                return impl
-        return None
+        return record.impls.get(hook)
 
     def _kwargs(self, record: PluginRecord, impl: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         available = {"ctx": record.ctx, **kwargs}
@@ -324,26 +344,50 @@ class PluginManager:
     async def call_each(
         self, hook: str, *, budget: float | None = None, **kwargs: Any
     ) -> list[HookOutcome]:
-        """Call `hook` on every active plugin concurrently, each isolated within `budget`.
+        """Call `hook` on every active plugin, each isolated within `budget`.
 
-        One outcome per implementing plugin, in plugin order: its result, or the error that
-        replaced it (logged here, once per failure).
+        Plain functions are called in turn (they cannot be interrupted, so keep them cheap);
+        coroutines run concurrently, each cut off at `budget`. One outcome per implementing
+        plugin, in plugin order: its result, or the error that replaced it (logged once).
         """
-        records = [r for r in self.active() if self.implements(r, hook)]
-
-        async def one(record: PluginRecord) -> HookOutcome:
+        outcomes: list[HookOutcome | None] = []
+        pending: dict[int, tuple[PluginRecord, Any]] = {}
+        for record in self.active():
+            impl = record.impls.get(hook)
+            if impl is None:
+                continue
+            started = time.perf_counter()
             try:
-                return HookOutcome(record, await self.call(record, hook, budget=budget, **kwargs))
-            except TimeoutError:
-                message = f"took longer than {budget:g} s"
+                result = impl.function(**self._kwargs(record, impl, kwargs))
             except Exception as exc:
-                message = f"{type(exc).__name__}: {exc}"
-            log.warning(
-                "plugin hook failed: %s", message, extra={"plugin": record.name, "hook": hook}
-            )
-            return HookOutcome(record, None, message)
+                outcomes.append(self._failed(record, hook, f"{type(exc).__name__}: {exc}"))
+                continue
+            finally:
+                self._trace(record, hook, started)
+            if inspect.isawaitable(result):
+                pending[len(outcomes)] = (record, result)
+                outcomes.append(None)
+            else:
+                outcomes.append(HookOutcome(record, result))
+        if pending:
 
-        return list(await asyncio.gather(*(one(r) for r in records)))
+            async def settle(record: PluginRecord, awaitable: Any) -> HookOutcome:
+                try:
+                    async with asyncio.timeout(budget):
+                        return HookOutcome(record, await awaitable)
+                except TimeoutError:
+                    return self._failed(record, hook, f"took longer than {budget:g} s")
+                except Exception as exc:
+                    return self._failed(record, hook, f"{type(exc).__name__}: {exc}")
+
+            settled = await asyncio.gather(*(settle(r, a) for r, a in pending.values()))
+            for index, outcome in zip(pending, settled, strict=True):
+                outcomes[index] = outcome
+        return [o for o in outcomes if o is not None]
+
+    def _failed(self, record: PluginRecord, hook: str, message: str) -> HookOutcome:
+        log.warning("plugin hook failed: %s", message, extra={"plugin": record.name, "hook": hook})
+        return HookOutcome(record, None, message)
 
     def _trace(self, record: PluginRecord, hook: str, started: float) -> None:
         if self.trace:

@@ -25,6 +25,8 @@ log = logging.getLogger("medianest.access")
 
 ROUTE_TABLE = web.AppKey("route_table", dict[web.AbstractRoute, MountedRoute])
 USER = web.RequestKey("user", User)
+# why presented credentials were refused (a bad bearer token), for the 401 message
+AUTH_ERROR = web.RequestKey("auth_error", str)
 
 
 class RouteCollision(Exception):
@@ -62,6 +64,11 @@ def mount_routes(
     return mounted
 
 
+def current_user(request: web.Request) -> User | None:
+    """The signed-in person making this request, or None (public routes only)."""
+    return request.get(USER)
+
+
 def route_info(request: web.Request) -> MountedRoute | None:
     route = request.match_info.route
     return request.app[ROUTE_TABLE].get(route)
@@ -87,9 +94,10 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     user = request.get(USER)
     if user is None:
-        if wants_json(request) or info.kind == "api":
+        if wants_json(request) or info.kind == "api" or AUTH_ERROR in request:
             raise web.HTTPUnauthorized(
-                text="Sign in first.", headers={"WWW-Authenticate": "Bearer"}
+                text=request.get(AUTH_ERROR, "Sign in first."),
+                headers={"WWW-Authenticate": "Bearer"},
             )
         raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='/')}")
     if info.access == "admin" and not user.is_admin:

@@ -39,13 +39,16 @@ async def table_exists(db: Database, table: str) -> bool:
 async def test_core_migrations_are_applied_once_and_recorded(raw_db: Database) -> None:
     migrations = load_migrations("core", CORE_MIGRATIONS, raw_db.dialect)
     suffix = "sqlite" if raw_db.dialect == "sqlite" else "postgres"
-    assert [m.name for m in migrations] == [f"0001_initial.{suffix}.sql"]
+    assert [m.name for m in migrations][:2] == [
+        f"0001_initial.{suffix}.sql",
+        "0002_jobs_claim_index.sql",
+    ]
     assert await pending_migrations(raw_db, migrations) == migrations
 
     before = datetime.now(UTC)
     assert await apply_migrations(raw_db, migrations) == migrations
-    rows = await raw_db.fetch_all("SELECT * FROM schema_migrations")
-    assert len(rows) == 1
+    rows = await raw_db.fetch_all("SELECT * FROM schema_migrations ORDER BY version")
+    assert len(rows) == len(migrations)
     row = rows[0]
     assert (row["component"], row["version"], row["name"]) == ("core", 1, migrations[0].name)
     sql = (CORE_MIGRATIONS / migrations[0].name).read_text(encoding="utf-8")
@@ -54,7 +57,7 @@ async def test_core_migrations_are_applied_once_and_recorded(raw_db: Database) -
 
     assert await apply_migrations(raw_db, migrations) == []
     assert await pending_migrations(raw_db, migrations) == []
-    assert await raw_db.fetch_val("SELECT count(*) FROM schema_migrations") == 1
+    assert await raw_db.fetch_val("SELECT count(*) FROM schema_migrations") == len(migrations)
 
 
 async def test_a_changed_applied_migration_is_an_error(raw_db: Database, tmp_path: Path) -> None:

@@ -1,0 +1,175 @@
+"""pytest fixtures for testing a MediaNest plugin against a real, assembled MediaNest.
+
+    # test_my_plugin.py: nothing to import; the fixtures come with MediaNest
+    @pytest.fixture
+    def medianest_plugins():
+        return ["my_plugin"]                    # entry point names to load
+
+    @pytest.fixture
+    def medianest_settings():
+        return {"plugins": {"my_plugin": {"url": "http://127.0.0.1:1"}}}
+
+    async def test_greeting(user_client):
+        response = await user_client.get("/api/v1/my_plugin/greeting")
+        assert response.status == 200
+
+Fixtures: `medianest_app` (started app), `anonymous_client`, `user_client`, `admin_client`
+(signed in with personal API tokens; `.user` is who they are), `fake_upstream` (serve an
+aiohttp app on 127.0.0.1 as a stand-in for an upstream service) and `clock` (a ManualClock the
+app runs on: `clock.advance(60)`). The database is SQLite in the test's tmp_path unless
+`medianest_database_url` is overridden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from ..app import create_app
+from ..auth.models import User
+from ..auth.services import AUTH_SERVICES
+from ..clock import ManualClock
+from ..config import Config, build_config
+from ..plugins.loader import discover_entry_points
+
+TEST_SECRET = "medianest-testing-secret-key-0123456789abcdef"  # noqa: S105 (tests only)
+TEST_PASSWORD = "correct horse battery"  # noqa: S105 (tests only)
+
+
+class MediaNestClient(TestClient[web.Request, web.Application]):
+    """A test client that knows who it is signed in as (`user` is None when anonymous)."""
+
+    user: User | None = None
+
+
+class FakeUpstream:
+    """Starts aiohttp apps on 127.0.0.1 standing in for upstream services; stopped after."""
+
+    def __init__(self) -> None:
+        self._servers: list[TestServer] = []
+
+    async def __call__(self, app: web.Application) -> TestServer:
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        self._servers.append(server)
+        return server
+
+    async def close(self) -> None:
+        for server in self._servers:
+            await server.close()
+
+
+@pytest.fixture
+def medianest_plugins() -> list[str]:
+    """Names of installed plugins (entry points in group `medianest`) to load. Override it."""
+    return []
+
+
+@pytest.fixture
+def medianest_settings() -> dict[str, Any]:
+    """Extra configuration, by section: `{"plugins": {"name": {...}}, "auth": {...}}`."""
+    return {}
+
+
+@pytest.fixture
+def medianest_database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/medianest.db"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def medianest_config(
+    tmp_path: Path, medianest_settings: dict[str, Any], medianest_database_url: str
+) -> Config:
+    raw: dict[str, Any] = {
+        "server": {"secret_key": TEST_SECRET, "data_dir": str(tmp_path / "data")},
+        "database": {"url": medianest_database_url},
+    }
+    for section, values in medianest_settings.items():
+        raw.setdefault(section, {}).update(values)
+    return build_config(raw, source="medianest_settings", base_dir=tmp_path, environ={})
+
+
+@pytest.fixture
+async def medianest_app(
+    medianest_config: Config, medianest_plugins: list[str], clock: ManualClock
+) -> AsyncIterator[TestServer]:
+    """The assembled app with the chosen plugins, started; its server is yielded."""
+    wanted = set(medianest_plugins)
+    candidates = [c for c in discover_entry_points() if c.name in wanted]
+    missing = wanted - {c.name for c in candidates}
+    if missing:
+        pytest.fail(f"plugins not installed (no 'medianest' entry point): {sorted(missing)}")
+    app = create_app(medianest_config, plugins=candidates, environ={}, clock=clock)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def _medianest_clients(
+    medianest_app: TestServer,
+) -> AsyncIterator[Callable[[str | None], Awaitable[MediaNestClient]]]:
+    clients: list[MediaNestClient] = []
+
+    async def make(role: str | None) -> MediaNestClient:
+        headers = {}
+        user = None
+        if role is not None:
+            auth = medianest_app.app[AUTH_SERVICES]
+            user = await auth.users.create(
+                f"{role}{len(clients)}",
+                password=TEST_PASSWORD,
+                role=role,  # type: ignore[arg-type]
+            )
+            token, _ = await auth.api_tokens.create(user.id, "tests")
+            headers["Authorization"] = f"Bearer {token}"
+        client = MediaNestClient(medianest_app, headers=headers)
+        client.user = user
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def anonymous_client(
+    _medianest_clients: Callable[[str | None], Awaitable[MediaNestClient]],
+) -> MediaNestClient:
+    return await _medianest_clients(None)
+
+
+@pytest.fixture
+async def admin_client(
+    _medianest_clients: Callable[[str | None], Awaitable[MediaNestClient]],
+) -> MediaNestClient:
+    return await _medianest_clients("admin")
+
+
+@pytest.fixture
+async def user_client(
+    _medianest_clients: Callable[[str | None], Awaitable[MediaNestClient]],
+    admin_client: MediaNestClient,
+) -> MediaNestClient:
+    """A signed-in user (an admin exists too, as on any real install)."""
+    return await _medianest_clients("user")
+
+
+@pytest.fixture
+async def fake_upstream() -> AsyncIterator[FakeUpstream]:
+    upstream = FakeUpstream()
+    yield upstream
+    await upstream.close()

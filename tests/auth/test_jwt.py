@@ -1,0 +1,122 @@
+"""API clients: short-lived JWT access tokens and rotating refresh tokens."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import jwt
+
+from medianest_server.secretbox import SecretBox
+
+from ..conftest import SECRET
+from .conftest import USER_PASSWORD, Site, bearer, jwt_parts, me_status
+
+
+def _b64(value: dict[str, Any]) -> str:
+    raw = json.dumps(value, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+async def _refresh(site: Site, refresh_token: str) -> Any:
+    client = await site.browser()
+    return await client.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
+
+
+async def test_token_endpoint_gives_an_access_and_a_refresh_token(site: Site) -> None:
+    await site.create_user("alice")
+    body = await site.tokens("alice", USER_PASSWORD)
+    assert set(body) == {"access_token", "refresh_token", "token_type", "expires_in"}
+    assert body["token_type"] == "Bearer"
+    assert 0 < body["expires_in"] <= 3600
+    header, claims = jwt_parts(body["access_token"])
+    assert header["alg"] == "HS256"
+    assert header["kid"] == site.auth.access_tokens.kid
+    assert claims["exp"] - claims["iat"] == body["expires_in"]
+
+    me = await (await site.browser()).get("/api/v1/me", headers=bearer(body["access_token"]))
+    assert me.status == 200
+    assert (await me.json())["username"] == "alice"
+    assert (await me.json())["auth"] == "jwt"
+
+
+async def test_forged_or_expired_access_tokens_are_refused(site: Site) -> None:
+    await site.create_user("alice")
+    good = (await site.tokens("alice", USER_PASSWORD))["access_token"]
+    client = await site.browser()
+    assert await me_status(client, bearer(good)) == 200
+    header, claims = jwt_parts(good)
+    key = SecretBox(SECRET).derive_key("jwt signing v1")
+    kid = site.auth.access_tokens.kid
+    now = int(time.time())
+
+    alg_none = f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': kid})}.{_b64(claims)}."
+    wrong_key = jwt.encode(claims, b"k" * 32, algorithm="HS256", headers={"kid": kid})
+    tampered_claims = {**claims, "sub": str(int(claims["sub"]) + 1)}
+    tampered = ".".join([good.split(".")[0], _b64(tampered_claims), good.split(".")[2]])
+    expired = jwt.encode(
+        {**claims, "iat": now - 3600, "exp": now - 60},
+        key,
+        algorithm="HS256",
+        headers={"kid": kid},
+    )
+    other_kid = jwt.encode(claims, key, algorithm="HS256", headers={"kid": "0123456789abcdef"})
+    hs512 = jwt.encode(claims, key + key, algorithm="HS512", headers={"kid": kid})
+
+    # the control: the same claims under the app's key and kid are accepted
+    resigned = jwt.encode(claims, key, algorithm="HS256", headers={"kid": kid})
+    assert await me_status(client, bearer(resigned)) == 200
+
+    for name, token in {
+        "alg none": alg_none,
+        "wrong signature": wrong_key,
+        "tampered claims": tampered,
+        "expired": expired,
+        "another key id": other_kid,
+        "another algorithm": hs512,
+        "garbage": "not.a.jwt",
+    }.items():
+        response = await client.get("/api/v1/me", headers=bearer(token))
+        assert response.status == 401, name
+        assert (await response.json())["error"]["code"] == "unauthorized", name
+
+
+async def test_refresh_gives_a_new_pair_and_the_old_refresh_token_dies(site: Site) -> None:
+    await site.create_user("alice")
+    first = await site.tokens("alice", USER_PASSWORD)
+    response = await _refresh(site, first["refresh_token"])
+    assert response.status == 200
+    second = await response.json()
+    assert set(second) == {"access_token", "refresh_token", "token_type", "expires_in"}
+    assert second["refresh_token"] != first["refresh_token"]
+    assert await me_status(await site.browser(), bearer(second["access_token"])) == 200
+    third = await _refresh(site, second["refresh_token"])
+    assert third.status == 200  # the newest refresh token keeps working
+
+    assert (await _refresh(site, first["refresh_token"])).status == 401
+
+
+async def test_presenting_a_refresh_token_twice_ends_the_whole_session(site: Site) -> None:
+    await site.create_user("alice")
+    first = await site.tokens("alice", USER_PASSWORD)
+    rotated = await (await _refresh(site, first["refresh_token"])).json()
+    latest_access = rotated["access_token"]
+    client = await site.browser()
+    assert await me_status(client, bearer(latest_access)) == 200
+
+    replay = await _refresh(site, first["refresh_token"])  # a thief replays the old one
+    assert replay.status == 401
+    assert await me_status(client, bearer(latest_access)) == 401
+    assert (await _refresh(site, rotated["refresh_token"])).status == 401
+    assert await site.count("sessions", "revoked_at IS NULL") == 0
+
+
+async def test_malformed_refresh_tokens_are_refused(site: Site) -> None:
+    await site.create_user("alice")
+    tokens = await site.tokens("alice", USER_PASSWORD)
+    for value in ("", "nodot", "a.b", tokens["access_token"][:500]):
+        response = await _refresh(site, value)
+        assert response.status in (400, 401), value
+    assert (await _refresh(site, tokens["refresh_token"])).status == 200
