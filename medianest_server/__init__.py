@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from .hookspecs import hookimpl  # noqa: E402  (the one name plugins need most)
+from .hookspecs import hookimpl  # the one name plugins need most
 
 __all__ = ["__version__", "hookimpl"]

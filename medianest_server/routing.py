@@ -15,8 +15,8 @@ the handler runs; a route without a declared access cannot be registered.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Literal, get_args
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
 
 from aiohttp import web
 
@@ -27,6 +27,19 @@ ACCESS_LEVELS: tuple[str, ...] = get_args(Access)
 
 
 @dataclass(frozen=True)
+class RouteDoc:
+    """What the API description says about a route: marshmallow schemas (classes or instances)
+    of its JSON body, its query string and its answer, and a summary (default: the handler's
+    first docstring line)."""
+
+    body: Any = None
+    query: Any = None
+    response: Any = None
+    summary: str | None = None
+    status: int = 200
+
+
+@dataclass(frozen=True)
 class RouteSpec:
     method: str
     path: str
@@ -34,6 +47,7 @@ class RouteSpec:
     access: Access
     kind: RouteKind
     name: str | None = None
+    doc: RouteDoc = field(default_factory=RouteDoc)
 
 
 class Routes:
@@ -50,42 +64,54 @@ class Routes:
         access: Access,
         kind: RouteKind = "api",
         name: str | None = None,
+        body: Any = None,
+        query: Any = None,
+        response: Any = None,
+        summary: str | None = None,
+        status: int = 200,
     ) -> Callable[[Handler], Handler]:
         if access not in ACCESS_LEVELS:
             raise ValueError(f"access must be one of {ACCESS_LEVELS}, not {access!r}")
         if not path.startswith("/"):
             raise ValueError(f"route path must start with '/': {path!r}")
 
+        doc = RouteDoc(body, query, response, summary, status)
+
         def register(handler: Handler) -> Handler:
-            self.specs.append(RouteSpec(method.upper(), path, handler, access, kind, name))
+            self.specs.append(RouteSpec(method.upper(), path, handler, access, kind, name, doc))
             return handler
 
         return register
 
     def get(
-        self, path: str, *, access: Access, name: str | None = None
+        self, path: str, *, access: Access, name: str | None = None, **doc: Any
     ) -> Callable[[Handler], Handler]:
-        return self.route("GET", path, access=access, name=name)
+        """A JSON route; `doc` takes `body`, `query`, `response` schemas, `summary`, `status`."""
+        return self.route("GET", path, access=access, name=name, **doc)
 
     def post(
-        self, path: str, *, access: Access, name: str | None = None
+        self, path: str, *, access: Access, name: str | None = None, **doc: Any
     ) -> Callable[[Handler], Handler]:
-        return self.route("POST", path, access=access, name=name)
+        """A JSON route; `doc` takes `body`, `query`, `response` schemas, `summary`, `status`."""
+        return self.route("POST", path, access=access, name=name, **doc)
 
     def put(
-        self, path: str, *, access: Access, name: str | None = None
+        self, path: str, *, access: Access, name: str | None = None, **doc: Any
     ) -> Callable[[Handler], Handler]:
-        return self.route("PUT", path, access=access, name=name)
+        """A JSON route; `doc` takes `body`, `query`, `response` schemas, `summary`, `status`."""
+        return self.route("PUT", path, access=access, name=name, **doc)
 
     def patch(
-        self, path: str, *, access: Access, name: str | None = None
+        self, path: str, *, access: Access, name: str | None = None, **doc: Any
     ) -> Callable[[Handler], Handler]:
-        return self.route("PATCH", path, access=access, name=name)
+        """A JSON route; `doc` takes `body`, `query`, `response` schemas, `summary`, `status`."""
+        return self.route("PATCH", path, access=access, name=name, **doc)
 
     def delete(
-        self, path: str, *, access: Access, name: str | None = None
+        self, path: str, *, access: Access, name: str | None = None, **doc: Any
     ) -> Callable[[Handler], Handler]:
-        return self.route("DELETE", path, access=access, name=name)
+        """A JSON route; `doc` takes `body`, `query`, `response` schemas, `summary`, `status`."""
+        return self.route("DELETE", path, access=access, name=name, **doc)
 
     def page(
         self, path: str, *, access: Access, method: str = "GET", name: str | None = None
@@ -103,6 +129,8 @@ class MountedRoute:
     path: str
     access: Access
     kind: RouteKind
+    handler: Handler | None = None
+    doc: RouteDoc = field(default_factory=RouteDoc)
 
 
 def mount_path(spec: RouteSpec, plugin: str, *, builtin: bool) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -249,3 +250,29 @@ def test_setup_code_exits_1_once_an_account_exists(write_config) -> None:
     assert result.returncode == 1
     assert result.stdout == ""
     assert "setup is complete" in result.stderr
+
+
+def test_plugins_lists_one_line_per_plugin_with_its_status(write_config, tmp_path: Path) -> None:
+    """The example plugin is installed by ./dev (examples/hello), as a third party's would be."""
+    path = write_config()
+    result = run("plugins", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    line = next(li for li in result.stdout.splitlines() if li.startswith("hello\t"))
+    name, dist, version, status, hooks = line.split("\t")
+    assert (name, dist, version, status) == ("hello", "medianest-hello", "1.0.0", "active")
+    assert "dashboard_widgets" in hooks.split(",")
+
+    path.write_text(path.read_text() + '\n[plugins.hello]\ngreeting = ""\n')
+    broken = run("plugins", "--config", str(path))
+    assert broken.returncode == 1
+    line = next(li for li in broken.stdout.splitlines() if li.startswith("hello\t"))
+    assert "\tfailed\t" in line
+    assert line.endswith("config: plugins.hello.greeting: Length must be between 1 and 100.")
+
+    env_off = subprocess.run(
+        [*MEDIANEST, "plugins", "--config", str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "MEDIANEST_PLUGINS": "none"},
+    )
+    line = next(li for li in env_off.stdout.splitlines() if li.startswith("hello\t"))
+    assert "\tdisabled\t" in line and line.endswith("not in MEDIANEST_PLUGINS")

@@ -233,3 +233,35 @@ async def test_plugin_secrets_never_reach_the_log(
     from medianest_server.logs import redactor
 
     assert redactor("calling with good-secret-value-123") == "calling with ***"
+
+
+async def test_leader_only_task_runs_on_one_of_two_instances_sharing_redis(
+    write_config: Callable[..., Path], tmp_path: Path, aiohttp_server
+) -> None:
+    import redis.asyncio as aioredis
+
+    from .conftest import REDIS_URL, service_missing
+    from .sample_plugins import leader_task
+
+    probe = aioredis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await probe.ping()
+        await probe.delete("medianest:leader")
+    except (aioredis.RedisError, OSError) as exc:
+        service_missing("Redis", exc)
+    finally:
+        await probe.aclose()
+    leader_task.runs.clear()
+    servers = []
+    for name in ("one", "two"):
+        path = write_config(
+            server={"data_dir": f"data-{name}"},
+            database={"url": f"sqlite:///{tmp_path}/{name}.db"},
+            redis={"url": REDIS_URL},
+        )
+        path = path.rename(tmp_path / f"{name}.toml")
+        config = load_config(path, environ={})
+        app = create_app(config, plugins=[sample("leader_task")], environ={})
+        servers.append(await aiohttp_server(app))
+    await wait_for(lambda: len(leader_task.runs) >= 5)
+    assert len(set(leader_task.runs)) == 1, "both instances ran a leader-only task"

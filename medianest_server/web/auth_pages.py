@@ -44,8 +44,18 @@ def _auth(request: web.Request) -> AuthServices:
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path on this site: never `//evil.example` or `https://…` (open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a path on this site: never `//evil.example` or `https://…` (open redirect).
+
+    Browsers drop tabs and newlines from URLs, so "/<tab>/evil" would become "//evil": any
+    control character, a backslash or a leading `//` sends the person home instead.
+    """
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 32 or ord(c) == 127 for c in target)
+    ):
         return "/"
     return target
 
