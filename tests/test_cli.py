@@ -271,7 +271,10 @@ def test_plugins_lists_one_line_per_plugin_with_its_status(write_config, tmp_pat
 
     env_off = subprocess.run(
         [*MEDIANEST, "plugins", "--config", str(path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={**os.environ, "MEDIANEST_PLUGINS": "none"},
     )
     line = next(li for li in env_off.stdout.splitlines() if li.startswith("hello\t"))
