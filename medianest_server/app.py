@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from aiohttp import web
 from aiohttp_session import session_middleware
 
-from .appkeys import CONFIG, DB, MIGRATIONS, PLUGINS, SERVICES
+from .appkeys import CONFIG, DB, HEALTH, MIGRATIONS, PLUGINS, SERVICES
 from .auth.middleware import authentication_middleware
 from .auth.models import User
 from .auth.services import AUTH_SERVICES, build_auth
@@ -26,7 +27,20 @@ from .plugins.dispatch import EventDispatcher
 from .plugins.loader import Candidate, PluginManager, PluginRecord
 from .routing import Routes
 from .services import Services, build_services
-from .web import access, account_api, admin, auth_pages, health, pages, webhooks
+from .web import (
+    access,
+    account_api,
+    admin,
+    admin_pages,
+    auth_pages,
+    dashboard,
+    health,
+    openapi,
+    pages,
+    profile,
+    realtime,
+    webhooks,
+)
 from .web.middlewares import error_middleware, request_id_middleware
 from .web.security import forwarded_headers, security_headers
 from .web.templating import setup_templates
@@ -40,9 +54,13 @@ DEFAULT_PLUGINS: list[tuple[str, ModuleType]] = [
     ("core.admin", admin),
     ("core.account", account_api),
     ("core.auth_pages", auth_pages),
+    ("core.dashboard", dashboard),
+    ("core.profile", profile),
+    ("core.admin_pages", admin_pages),
+    ("core.openapi", openapi),
+    ("core.realtime", realtime),
 ]
 
-HEALTH = web.AppKey("health", HealthRegistry)
 DISPATCHER = web.AppKey("event_dispatcher", EventDispatcher)
 
 
@@ -89,7 +107,7 @@ def create_app(
     app[PLUGINS] = manager
     app[HEALTH] = HealthRegistry(clock=clock)
     app[access.ROUTE_TABLE] = {}
-    setup_templates(app)
+    setup_templates(app, _plugin_template_dirs(manager))
 
     for record in manager.active():
         record.ctx = _context(record, services)
@@ -99,6 +117,17 @@ def create_app(
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_plugins)
     return app
+
+
+def _plugin_template_dirs(manager: PluginManager) -> list[Path]:
+    folders = []
+    for record in manager.active():
+        module_file = getattr(record.module, "__file__", None)
+        if module_file and not record.builtin:
+            folder = Path(module_file).parent / "templates"
+            if folder.is_dir():
+                folders.append(folder)
+    return folders
 
 
 def _context(record: PluginRecord, services: Services) -> PluginContext:

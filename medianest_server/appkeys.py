@@ -6,6 +6,7 @@ from aiohttp import web
 
 from .config import Config
 from .db import Database, Migration
+from .healthchecks import HealthRegistry
 from .plugins.loader import PluginManager
 from .services import Services
 
@@ -14,3 +15,4 @@ DB = web.AppKey("db", Database)
 MIGRATIONS = web.AppKey("migrations", list[Migration])
 SERVICES = web.AppKey("services", Services)
 PLUGINS = web.AppKey("plugins", PluginManager)
+HEALTH = web.AppKey("health", HealthRegistry)

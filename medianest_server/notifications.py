@@ -98,3 +98,11 @@ async def mark_read(
         " WHERE user_id = :user_id AND id = :id",
         params,
     )
+
+
+async def unread_count(db: Database, user_id: int) -> int:
+    value = await db.fetch_val(
+        "SELECT count(*) FROM notifications WHERE user_id = :user_id AND read_at IS NULL",
+        {"user_id": user_id},
+    )
+    return int(value or 0)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from medianest_server.app import HEALTH, create_app
-from medianest_server.appkeys import PLUGINS, SERVICES
+from medianest_server.app import create_app
+from medianest_server.appkeys import HEALTH, PLUGINS, SERVICES
 from medianest_server.auth.models import User
 from medianest_server.config import Config, load_config
 from medianest_server.events import make_event

@@ -18,12 +18,13 @@ from .models import User
 from .sessions import SESSION_COOKIE, SessionService
 from .setup import SetupService
 from .tokens import AccessTokens, ApiTokenService
-from .users import UserService
+from .users import PreferenceStore, UserService
 
 
 @dataclass
 class AuthServices:
     users: UserService
+    preferences: PreferenceStore
     sessions: SessionService
     api_tokens: ApiTokenService
     access_tokens: AccessTokens
@@ -53,6 +54,7 @@ def build_auth(config: Config, services: Services, *, on_remove: object = None) 
     )
     return AuthServices(
         users=users,
+        preferences=PreferenceStore(db, clock=clock),
         sessions=sessions,
         api_tokens=ApiTokenService(db, clock=clock),
         access_tokens=AccessTokens(services.secrets, clock=clock),

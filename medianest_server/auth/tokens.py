@@ -154,18 +154,15 @@ class AccessTokens:
         return token, expires_in
 
     def verify(self, token: str) -> dict[str, Any]:
-        """The claims of a valid token; Unauthorized names what is wrong otherwise."""
+        """The claims of a valid token; Unauthorized names what is wrong otherwise.
+
+        Parsed once: signature, algorithm (HS256 only, so `alg: none` fails), expiry, then
+        the key id in the verified header.
+        """
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise Unauthorized("malformed access token") from exc
-        key = self._keys.get(str(header.get("kid")))
-        if key is None or header.get("alg") != self.ALGORITHM:
-            raise Unauthorized("access token signed with an unknown key or algorithm")
-        try:
-            claims: dict[str, Any] = jwt.decode(
+            decoded = jwt.api_jwt.decode_complete(
                 token,
-                key,
+                self._keys[self.kid],
                 algorithms=[self.ALGORITHM],
                 options={"require": ["exp", "iat", "sub", "sid"]},
                 leeway=0,
@@ -174,6 +171,10 @@ class AccessTokens:
             raise Unauthorized("access token expired; refresh it") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized("invalid access token") from exc
+        header = decoded["header"]
+        if header.get("kid") not in self._keys or header.get("alg") != self.ALGORITHM:
+            raise Unauthorized("access token signed with an unknown key or algorithm")
+        claims: dict[str, Any] = decoded["payload"]
         if claims.get("typ") != "access":
             raise Unauthorized("not an access token")
         return claims

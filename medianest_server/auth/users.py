@@ -220,11 +220,11 @@ class UserService:
         if user_id == actor.id and (role == "user" or disabled):
             raise Forbidden("you cannot demote or disable yourself; ask another admin")
         async with self.db.transaction() as conn:
-            target = await self._locked_target(conn, user_id)
+            target, other_admins = await self._lock_admins_and(conn, user_id)
             losing_admin = (
                 target.is_admin and not target.disabled and (role == "user" or disabled is True)
             )
-            if losing_admin and await self._other_active_admins(conn, user_id) == 0:
+            if losing_admin and other_admins == 0:
                 raise Forbidden("this is the last admin; make someone else admin first")
             await conn.execute(
                 "UPDATE users SET role = :role, disabled = :disabled, updated_at = :now"
@@ -244,36 +244,41 @@ class UserService:
         """Delete a user and everything that is theirs (rows cascade; plugins remove files)."""
         if user_id == actor.id:
             raise Forbidden("you cannot delete yourself; ask another admin")
-        target = await self.get(user_id)
-        if target is None:
-            raise NotFound(f"no user with id {user_id}")
-        if target.is_admin and not target.disabled:
-            async with self.db.transaction() as conn:
-                if await self._other_active_admins(conn, user_id) == 0:
-                    raise Forbidden("this is the last admin; make someone else admin first")
+        async with self.db.transaction() as conn:
+            target, other_admins = await self._lock_admins_and(conn, user_id)
+            if target.is_admin and not target.disabled and other_admins == 0:
+                raise Forbidden("this is the last admin; make someone else admin first")
+            # disabled first, in the same transaction as the check: they can no longer sign
+            # in, and a concurrent deletion of the last other admin now sees them gone
+            await conn.execute(
+                "UPDATE users SET disabled = true, updated_at = :now WHERE id = :id",
+                {"now": self.clock.now(), "id": user_id},
+            )
         if self.on_remove is not None:
             await self.on_remove(target)
         await self.db.execute("DELETE FROM users WHERE id = :id", {"id": user_id})
         return target
 
-    async def _locked_target(self, conn: Connection, user_id: int) -> User:
-        lock = " FOR UPDATE" if self.db.dialect == "postgresql" else ""
-        row = await conn.fetch_one(
-            f"SELECT {_COLUMNS} FROM users WHERE id = :id{lock}", {"id": user_id}
-        )
-        if row is None:
-            raise NotFound(f"no user with id {user_id}")
-        return user_from_row(row)
+    async def _lock_admins_and(self, conn: Connection, user_id: int) -> tuple[User, int]:
+        """Lock the target and every active admin, in id order, in one statement.
 
-    async def _other_active_admins(self, conn: Connection, user_id: int) -> int:
-        # on PostgreSQL the admins' rows are locked, so two admins demoting each other
-        # at once cannot both succeed
+        On PostgreSQL two admins demoting each other at once then queue behind each other
+        (one ordered lock set, so no deadlock) and the second sees the first's change; SQLite
+        has one writer at a time anyway. Returns the target and how many other active admins
+        there are.
+        """
         lock = " FOR UPDATE" if self.db.dialect == "postgresql" else ""
         rows = await conn.fetch_all(
-            f"SELECT id FROM users WHERE role = 'admin' AND disabled = false AND id <> :id{lock}",
+            f"SELECT {_COLUMNS} FROM users WHERE id = :id"
+            f" OR (role = 'admin' AND disabled = false) ORDER BY id{lock}",
             {"id": user_id},
         )
-        return len(rows)
+        users = [user_from_row(row) for row in rows]
+        target = next((u for u in users if u.id == user_id), None)
+        if target is None:
+            raise NotFound(f"no user with id {user_id}")
+        others = sum(1 for u in users if u.id != user_id and u.is_admin and not u.disabled)
+        return target, others
 
 
 def _details(row: Row) -> UserDetails:
@@ -284,3 +289,30 @@ def _details(row: Row) -> UserDetails:
         last_login_at=row["last_login_at"],
         has_password=bool(row["has_password"]),
     )
+
+
+class PreferenceStore:
+    """Per-user preferences (theme, dashboard order) kept in users.preferences."""
+
+    def __init__(self, db: Database, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def get(self, user_id: int) -> dict[str, Any]:
+        value = await self.db.fetch_val(
+            "SELECT preferences FROM users WHERE id = :id", {"id": user_id}
+        )
+        return dict(value or {})
+
+    async def update(self, user_id: int, **changes: Any) -> dict[str, Any]:
+        async with self.db.transaction() as conn:
+            lock = " FOR UPDATE" if self.db.dialect == "postgresql" else ""
+            current = await conn.fetch_val(
+                f"SELECT preferences FROM users WHERE id = :id{lock}", {"id": user_id}
+            )
+            merged = {**(current or {}), **changes}
+            await conn.execute(
+                "UPDATE users SET preferences = :prefs, updated_at = :now WHERE id = :id",
+                {"prefs": merged, "now": self.clock.now(), "id": user_id},
+            )
+        return merged

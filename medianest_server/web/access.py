@@ -19,7 +19,6 @@ from aiohttp.typedefs import Handler
 from ..appkeys import PLUGINS
 from ..auth.models import User
 from ..routing import MountedRoute, Routes, mount_path
-from .middlewares import wants_json
 
 log = logging.getLogger("medianest.access")
 
@@ -94,7 +93,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     user = request.get(USER)
     if user is None:
-        if wants_json(request) or info.kind == "api" or AUTH_ERROR in request:
+        if info.kind == "api" or AUTH_ERROR in request:
             raise web.HTTPUnauthorized(
                 text=request.get(AUTH_ERROR, "Sign in first."),
                 headers={"WWW-Authenticate": "Bearer"},

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp_session import get_session
 from marshmallow import Schema, fields, validate
 
+from ..auth import account
 from ..auth.middleware import AUTH
 from ..auth.services import AUTH_SERVICES, AuthServices
 from ..auth.users import user_dict
@@ -18,6 +19,19 @@ from ..errors import InvalidInput, NotFound, Unauthorized
 from ..hookspecs import hookimpl
 from ..routing import Routes
 from .access import USER
+from .api_schemas import (
+    ApiTokenList,
+    CreatedApiToken,
+    DeviceList,
+    MarkedAllRead,
+    MarkedRead,
+    Me,
+    NotificationPage,
+    PasswordChanged,
+    Revoked,
+    SignedOut,
+    TokenPair,
+)
 from .validation import load_json, load_query
 
 routes = Routes()
@@ -69,7 +83,7 @@ async def sign_in_checked(request: web.Request, username: str, password: str) ->
     return user
 
 
-@routes.post("/api/v1/auth/token", access="public")
+@routes.post("/api/v1/auth/token", access="public", body=Credentials, response=TokenPair)
 async def issue_token(request: web.Request) -> web.Response:
     """Trade a username and password for an access token (15 min) and a refresh token."""
     body = await load_json(request, Credentials())
@@ -93,7 +107,7 @@ async def issue_token(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/api/v1/auth/refresh", access="public")
+@routes.post("/api/v1/auth/refresh", access="public", body=RefreshRequest, response=TokenPair)
 async def refresh_token(request: web.Request) -> web.Response:
     """A new access token and a new refresh token; the old refresh token stops working."""
     body = await load_json(request, RefreshRequest())
@@ -110,7 +124,7 @@ async def refresh_token(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/api/v1/auth/logout", access="user")
+@routes.post("/api/v1/auth/logout", access="user", response=SignedOut)
 async def logout(request: web.Request) -> web.Response:
     """End the caller's session (browser or API client)."""
     auth = _auth(request)
@@ -125,7 +139,7 @@ async def logout(request: web.Request) -> web.Response:
     return web.json_response({"signed_out": True})
 
 
-@routes.get("/api/v1/me", access="user")
+@routes.get("/api/v1/me", access="user", response=Me)
 async def me(request: web.Request) -> web.Response:
     """The signed-in person."""
     body = user_dict(request[USER])
@@ -136,20 +150,22 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-@routes.post("/api/v1/me/password", access="user")
+@routes.post("/api/v1/me/password", access="user", body=PasswordChange, response=PasswordChanged)
 async def change_password(request: web.Request) -> web.Response:
     """Change the password (the current one is required); every other session is signed out."""
     body = await load_json(request, PasswordChange())
-    auth, user = _auth(request), request[USER]
-    await auth.users.change_password(user, body["current_password"], body["new_password"])
-    ended = await auth.sessions.revoke_all(user.id, except_id=request[AUTH].session_id)
-    await auth.audit.record(
-        "auth.password.changed", actor=user, ip=request.remote, details={"sessions_ended": ended}
+    ended = await account.change_password(
+        _auth(request),
+        request[USER],
+        body["current_password"],
+        body["new_password"],
+        keep_session=request[AUTH].session_id,
+        ip=request.remote,
     )
     return web.json_response({"changed": True, "other_sessions_ended": ended})
 
 
-@routes.get("/api/v1/me/sessions", access="user")
+@routes.get("/api/v1/me/sessions", access="user", response=DeviceList)
 async def my_sessions(request: web.Request) -> web.Response:
     """The caller's devices: created, last seen, address, browser."""
     sessions = await _auth(request).sessions.list_for_user(request[USER].id)
@@ -157,62 +173,45 @@ async def my_sessions(request: web.Request) -> web.Response:
     return web.json_response({"sessions": [s.as_dict(current_id=current) for s in sessions]})
 
 
-@routes.delete("/api/v1/me/sessions/{session_id}", access="user")
+@routes.delete("/api/v1/me/sessions/{session_id}", access="user", response=Revoked)
 async def revoke_my_session(request: web.Request) -> web.Response:
-    auth, user = _auth(request), request[USER]
     session_id = request.match_info["session_id"]
-    if not await auth.sessions.revoke(session_id, user_id=user.id):
+    if not await account.revoke_session(_auth(request), request[USER], session_id, request.remote):
         raise NotFound("no such session")
-    await auth.audit.record(
-        "auth.session.revoked",
-        actor=user,
-        ip=request.remote,
-        target_type="session",
-        target_id=session_id[:12],
-    )
     return web.json_response({"revoked": True})
 
 
-@routes.get("/api/v1/me/tokens", access="user")
+@routes.get("/api/v1/me/tokens", access="user", response=ApiTokenList)
 async def my_tokens(request: web.Request) -> web.Response:
     tokens = await _auth(request).api_tokens.list_for_user(request[USER].id)
     return web.json_response({"tokens": [t.as_dict() for t in tokens]})
 
 
-@routes.post("/api/v1/me/tokens", access="user")
+@routes.post(
+    "/api/v1/me/tokens",
+    access="user",
+    body=TokenRequest,
+    response=CreatedApiToken,
+    status=201,
+)
 async def create_token(request: web.Request) -> web.Response:
     """A new personal API token; `token` is in this answer only, never shown again."""
     body = await load_json(request, TokenRequest())
-    auth, user = _auth(request), request[USER]
-    raw, info = await auth.api_tokens.create(user.id, body["name"])
-    await auth.audit.record(
-        "auth.token.created",
-        actor=user,
-        ip=request.remote,
-        target_type="api_token",
-        target_id=info.id,
-        details={"name": info.name},
+    raw, info = await account.create_token(
+        _auth(request), request[USER], body["name"], request.remote
     )
     return web.json_response({**info.as_dict(), "token": raw}, status=201)
 
 
-@routes.delete("/api/v1/me/tokens/{token_id:\\d+}", access="user")
+@routes.delete("/api/v1/me/tokens/{token_id:\\d+}", access="user", response=Revoked)
 async def revoke_token(request: web.Request) -> web.Response:
-    auth, user = _auth(request), request[USER]
     token_id = int(request.match_info["token_id"])
-    if not await auth.api_tokens.revoke(token_id, user_id=user.id):
+    if not await account.revoke_token(_auth(request), request[USER], token_id, request.remote):
         raise NotFound("no such token")
-    await auth.audit.record(
-        "auth.token.revoked",
-        actor=user,
-        ip=request.remote,
-        target_type="api_token",
-        target_id=token_id,
-    )
     return web.json_response({"revoked": True})
 
 
-@routes.get("/api/v1/notifications", access="user")
+@routes.get("/api/v1/notifications", access="user", query=Paging, response=NotificationPage)
 async def my_notifications(request: web.Request) -> web.Response:
     from ..notifications import list_notifications
 
@@ -227,7 +226,9 @@ async def my_notifications(request: web.Request) -> web.Response:
     return web.json_response({"notifications": items, "total": total, "unread": unread})
 
 
-@routes.post("/api/v1/notifications/{notification_id:\\d+}/read", access="user")
+@routes.post(
+    "/api/v1/notifications/{notification_id:\\d+}/read", access="user", response=MarkedRead
+)
 async def mark_read(request: web.Request) -> web.Response:
     from ..notifications import mark_read as mark
 
@@ -239,7 +240,7 @@ async def mark_read(request: web.Request) -> web.Response:
     return web.json_response({"read": True})
 
 
-@routes.post("/api/v1/notifications/read-all", access="user")
+@routes.post("/api/v1/notifications/read-all", access="user", response=MarkedAllRead)
 async def mark_all_read(request: web.Request) -> web.Response:
     from ..notifications import mark_read as mark
 

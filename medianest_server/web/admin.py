@@ -12,6 +12,14 @@ from ..errors import InvalidInput
 from ..hookspecs import hookimpl
 from ..routing import Routes
 from .access import USER
+from .api_schemas import (
+    AuditPage,
+    Deleted,
+    PluginList,
+    SessionsEnded,
+    UserDetails,
+    UserPage,
+)
 from .validation import load_json, load_query
 
 routes = Routes()
@@ -53,7 +61,7 @@ def _user_id(request: web.Request) -> int:
     return int(request.match_info["user_id"])
 
 
-@routes.get("/api/v1/admin/users", access="admin")
+@routes.get("/api/v1/admin/users", access="admin", query=UserQuery, response=UserPage)
 async def list_users(request: web.Request) -> web.Response:
     """Users matching `q` (username, name or email), a page at a time."""
     query = load_query(request, UserQuery())
@@ -65,7 +73,7 @@ async def list_users(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/api/v1/admin/users", access="admin")
+@routes.post("/api/v1/admin/users", access="admin", body=NewUser, response=UserDetails, status=201)
 async def create_user(request: web.Request) -> web.Response:
     """A local account with a password (people with Plex accounts sign in with Plex instead)."""
     body = await load_json(request, NewUser())
@@ -88,12 +96,14 @@ async def create_user(request: web.Request) -> web.Response:
     return web.json_response((await auth.users.details(user.id)).as_dict(), status=201)
 
 
-@routes.get("/api/v1/admin/users/{user_id:\\d+}", access="admin")
+@routes.get("/api/v1/admin/users/{user_id:\\d+}", access="admin", response=UserDetails)
 async def get_user(request: web.Request) -> web.Response:
     return web.json_response((await _auth(request).users.details(_user_id(request))).as_dict())
 
 
-@routes.patch("/api/v1/admin/users/{user_id:\\d+}", access="admin")
+@routes.patch(
+    "/api/v1/admin/users/{user_id:\\d+}", access="admin", body=UserChange, response=UserDetails
+)
 async def change_user(request: web.Request) -> web.Response:
     """Change `role` and/or `disabled`; disabling ends the user's sessions at once."""
     body = await load_json(request, UserChange())
@@ -126,7 +136,7 @@ async def change_user(request: web.Request) -> web.Response:
     return web.json_response((await auth.users.details(user_id)).as_dict())
 
 
-@routes.delete("/api/v1/admin/users/{user_id:\\d+}", access="admin")
+@routes.delete("/api/v1/admin/users/{user_id:\\d+}", access="admin", response=Deleted)
 async def delete_user(request: web.Request) -> web.Response:
     """Delete a user with everything that is theirs, in every plugin."""
     auth, actor, user_id = _auth(request), request[USER], _user_id(request)
@@ -142,7 +152,9 @@ async def delete_user(request: web.Request) -> web.Response:
     return web.json_response({"deleted": True})
 
 
-@routes.delete("/api/v1/admin/users/{user_id:\\d+}/sessions", access="admin")
+@routes.delete(
+    "/api/v1/admin/users/{user_id:\\d+}/sessions", access="admin", response=SessionsEnded
+)
 async def revoke_user_sessions(request: web.Request) -> web.Response:
     """Sign a user out everywhere."""
     auth, actor, user_id = _auth(request), request[USER], _user_id(request)
@@ -159,7 +171,7 @@ async def revoke_user_sessions(request: web.Request) -> web.Response:
     return web.json_response({"sessions_ended": ended})
 
 
-@routes.get("/api/v1/admin/audit", access="admin")
+@routes.get("/api/v1/admin/audit", access="admin", query=AuditQuery, response=AuditPage)
 async def audit(request: web.Request) -> web.Response:
     """The audit log, newest first; filter by `action` prefix and `actor` name."""
     query = load_query(request, AuditQuery())
@@ -174,7 +186,7 @@ async def audit(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/api/v1/admin/plugins", access="admin")
+@routes.get("/api/v1/admin/plugins", access="admin", response=PluginList)
 async def plugins(request: web.Request) -> web.Response:
     """Every plugin: name, distribution, version, status, failed stage and reason, hooks."""
     services = request.app[SERVICES]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session, new_session
 from marshmallow import Schema, fields, validate
@@ -20,6 +19,7 @@ from ..hookspecs import hookimpl
 from ..plugins.types import LoginProvider
 from ..routing import Routes
 from .access import USER
+from .templating import render_page
 from .validation import load_form
 
 log = logging.getLogger("medianest.auth")
@@ -60,12 +60,12 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def _render(
+async def _render(
     request: web.Request, template: str, context: dict[str, Any], *, status: int = 200
 ) -> web.Response:
     cookies: dict[str, str] = {}
     context = {**context, "csrf_token": _auth(request).csrf.visitor_token(request, cookies)}
-    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    response = await render_page(request, template, context, status=status)
     for name, value in cookies.items():
         response.set_cookie(
             name,
@@ -100,7 +100,7 @@ async def start_browser_session(request: web.Request, user: User) -> None:
 async def setup_page(request: web.Request) -> web.Response:
     if await _auth(request).setup.code() is None:
         raise web.HTTPNotFound()
-    return _render(request, "setup.html", {"error": None, "form": {}})
+    return await _render(request, "setup.html", {"error": None, "form": {}})
 
 
 @routes.page("/setup", access="public", method="POST")
@@ -121,11 +121,11 @@ async def setup_submit(request: web.Request) -> web.StreamResponse:
             raise
     except RateLimited as exc:
         return _with_headers(
-            _render(request, "setup.html", {"error": exc.message, "form": form}, status=429),
+            await _render(request, "setup.html", {"error": exc.message, "form": form}, status=429),
             exc.headers,
         )
     except MediaNestError as exc:
-        return _render(
+        return await _render(
             request, "setup.html", {"error": exc.message, "form": form}, status=exc.status
         )
     await auth.audit.record("auth.setup.completed", actor=user, ip=request.remote)
@@ -148,7 +148,7 @@ async def login_page(request: web.Request) -> web.Response:
         raise web.HTTPSeeOther("/setup")
     if request.get(USER) is not None:
         raise web.HTTPSeeOther(safe_next(request.query.get("next")))
-    return _render(
+    return await _render(
         request,
         "login.html",
         {
@@ -176,7 +176,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             "next": safe_next(form.get("next")),
             "providers": await login_providers(request),
         }
-        response = _render(request, "login.html", context, status=exc.status)
+        response = await _render(request, "login.html", context, status=exc.status)
         return _with_headers(response, getattr(exc, "headers", None))
     assert isinstance(user, User)
     await start_browser_session(request, user)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,9 @@ import jinja2
 from aiohttp import web
 
 from .. import __version__
+from ..routing import Handler
 
+PageHandler = Callable[[web.Request], Awaitable[Mapping[str, Any]]]
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 STATIC_DIR = PACKAGE_DIR / "static"
 
@@ -21,11 +25,14 @@ def templates_dir() -> Path:
     return packaged if packaged.is_dir() else PACKAGE_DIR.parent / "templates"
 
 
-def setup_templates(app: web.Application) -> None:
+def setup_templates(app: web.Application, plugin_dirs: Sequence[Path] = ()) -> None:
+    """The core's templates first, then each plugin's `templates/` folder (whose templates
+    live under `<plugin name>/...`, so names never collide)."""
+    loaders = [jinja2.FileSystemLoader(str(templates_dir()))]
+    loaders += [jinja2.FileSystemLoader(str(folder)) for folder in plugin_dirs]
     env = aiohttp_jinja2.setup(
         app,
-        context_processors=[_signed_in_context],
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        loader=jinja2.ChoiceLoader(loaders),
         autoescape=jinja2.select_autoescape(default=True),
         undefined=jinja2.StrictUndefined,
     )
@@ -33,19 +40,33 @@ def setup_templates(app: web.Application) -> None:
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
 
 
-async def _signed_in_context(request: web.Request) -> dict[str, Any]:
-    return signed_in_context(request)
+async def render_page(
+    request: web.Request, name: str, context: Mapping[str, Any], *, status: int = 200
+) -> web.Response:
+    """Render a full page: the layout's context (menu, unread count, theme) plus `context`.
+
+    Only pages pay for the layout's queries; JSON routes never run this.
+    """
+    from .layout import page_context
+
+    merged = {**await page_context(request), **context}
+    return aiohttp_jinja2.render_template(name, request, merged, status=status)
+
+
+def page_template(name: str) -> Callable[[PageHandler], Handler]:
+    """`@page_template("x.html")` on a handler returning its template's context."""
+
+    def decorate(handler: PageHandler) -> Handler:
+        @functools.wraps(handler)
+        async def render(request: web.Request) -> web.StreamResponse:
+            return await render_page(request, name, await handler(request))
+
+        return render
+
+    return decorate
 
 
 def signed_in_context(request: web.Request) -> dict[str, Any]:
-    """Who is signed in and their CSRF token, for the layout's menu and forms."""
-    from ..auth.middleware import AUTH
-    from ..auth.services import AUTH_SERVICES
-    from .access import USER
+    from .layout import signed_in_context as minimal
 
-    user = request.get(USER)
-    auth = request.get(AUTH)
-    token = ""
-    if auth is not None and auth.method == "cookie" and auth.session_id:
-        token = request.app[AUTH_SERVICES].csrf.for_session(auth.session_id)
-    return {"current_user": user, "csrf_token": token}
+    return minimal(request)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .conftest import USER_PASSWORD, Site, bearer, csrf_of, me_status
 
-NEW_PASSWORD = "a brand new password"  # noqa: S105 (test data)
+NEW_PASSWORD = "a brand new password"
 
 
 async def test_password_change_with_a_wrong_current_password_changes_nothing(site: Site) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -47,7 +48,7 @@ async def test_forged_or_expired_access_tokens_are_refused(site: Site) -> None:
     good = (await site.tokens("alice", USER_PASSWORD))["access_token"]
     client = await site.browser()
     assert await me_status(client, bearer(good)) == 200
-    header, claims = jwt_parts(good)
+    _, claims = jwt_parts(good)
     key = SecretBox(SECRET).derive_key("jwt signing v1")
     kid = site.auth.access_tokens.kid
     now = int(time.time())
@@ -120,3 +121,28 @@ async def test_malformed_refresh_tokens_are_refused(site: Site) -> None:
         response = await _refresh(site, value)
         assert response.status in (400, 401), value
     assert (await _refresh(site, tokens["refresh_token"])).status == 200
+
+
+async def test_signing_out_an_api_client_ends_its_access_and_refresh_tokens(site: Site) -> None:
+    await site.create_user("alice")
+    tokens = await site.tokens("alice", USER_PASSWORD)
+    client = await site.browser()
+    out = await client.post("/api/v1/auth/logout", headers=bearer(tokens["access_token"]))
+    assert out.status == 200
+    assert await me_status(client, bearer(tokens["access_token"])) == 401
+    assert (await _refresh(site, tokens["refresh_token"])).status == 401
+
+
+async def test_the_same_refresh_token_sent_twice_at_once_is_not_honoured_twice(
+    site: Site,
+) -> None:
+    """Copies of one refresh token sent together (a thief racing the real client): at most one
+    may get a new token pair, or reuse detection is beaten by sending them at the same time."""
+    await site.create_user("alice")
+    tokens = await site.tokens("alice", USER_PASSWORD)
+    clients = [await site.browser() for _ in range(4)]
+    body = {"refresh_token": tokens["refresh_token"]}
+    answers = await asyncio.gather(
+        *(client.post("/api/v1/auth/refresh", json=body) for client in clients)
+    )
+    assert sorted(a.status for a in answers) == [200, 401, 401, 401]

@@ -11,6 +11,7 @@ from .conftest import (
     csrf_of,
     hidden_csrf,
     me_status,
+    session_cookie,
     set_cookie_header,
 )
 
@@ -22,10 +23,8 @@ async def test_sign_in_with_the_form_then_sign_out_ends_the_session(site: Site) 
     assert me.status == 200
     body = await me.json()
     assert (body["username"], body["role"], body["auth"]) == ("alice", "user", "cookie")
-    home = await client.get("/", allow_redirects=False)
-    assert home.status == 200  # the signed-in home page, not a redirect to /login
 
-    cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["medianest_session"]
+    cookie = session_cookie(client)
     out = await client.post(
         "/logout", data={"csrf_token": await csrf_of(client)}, allow_redirects=False
     )
@@ -34,7 +33,7 @@ async def test_sign_in_with_the_form_then_sign_out_ends_the_session(site: Site) 
     assert await me_status(client) == 401
     # the old cookie value, replayed, is dead on the server too (not only deleted in the jar)
     replay = await site.browser(cookie_jar=DummyCookieJar())
-    assert await me_status(replay, {"Cookie": f"medianest_session={cookie.value}"}) == 401
+    assert await me_status(replay, {"Cookie": f"medianest_session={cookie}"}) == 401
 
 
 async def test_sign_out_without_the_csrf_token_is_refused_and_keeps_the_session(
@@ -111,9 +110,7 @@ async def test_signing_in_again_ends_the_earlier_session_of_that_browser(site: S
     await site.create_user("alice")
     await site.create_user("bob")
     client = await site.browser(cookie_jar=DummyCookieJar())
-    old = (await site.sign_in("alice", USER_PASSWORD)).session.cookie_jar.filter_cookies(
-        site.server.make_url("/")
-    )["medianest_session"].value
+    old = session_cookie(await site.sign_in("alice", USER_PASSWORD))
     old_cookie = f"medianest_session={old}"
     session_csrf = (await (await client.get("/api/v1/me", headers={"Cookie": old_cookie})).json())[
         "csrf_token"
@@ -190,7 +187,12 @@ async def test_sign_in_never_redirects_to_another_site(site: Site) -> None:
     """`next` is a path on this site; anything a browser would read as another host is dropped
     (browsers remove tabs and newlines from URLs, so "/\\t/evil" is "//evil")."""
     await site.create_user("alice")
-    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example", "/\t/evil.example"):
+    for target in (
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "/\t/evil.example",
+    ):
         client = await site.browser()
         page = await client.get("/login")
         response = await client.post(
@@ -236,3 +238,18 @@ async def test_a_session_in_use_still_ends_after_session_absolute_days(
         assert await me_status(client) == 200
     site.clock.advance(24 * 3600 + 1)
     assert await me_status(client) == 401
+
+
+async def test_passwords_are_stored_as_memory_hard_argon2id_hashes(
+    site: Site, real_password_hashing: None
+) -> None:
+    alice = await site.create_user("alice")
+    stored = await site.db.fetch_val(
+        "SELECT password_hash FROM users WHERE id = :id", {"id": alice.id}
+    )
+    assert stored.startswith("$argon2id$")
+    assert USER_PASSWORD not in stored
+    cost = dict(part.split("=") for part in stored.split("$")[3].split(","))
+    assert int(cost["m"]) >= 19 * 1024  # KiB: at least OWASP's minimum for Argon2id
+    client = await site.sign_in("alice", USER_PASSWORD)
+    assert await me_status(client) == 200

@@ -83,7 +83,9 @@ def lock_holders(postgres_url: str) -> list[int]:
     """The backend pids holding the leader lock, from a separate admin connection."""
     with psycopg2.connect(postgres_url) as conn, conn.cursor() as cursor:
         cursor.execute(
+            # advisory locks are per database: other tests' apps hold the same key elsewhere
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             "AND ((classid::bigint << 32) | objid::bigint) = %s",
             (PG_LEADER_LOCK_KEY,),
         )

@@ -91,10 +91,15 @@ def medianest_health_checks() -> list[HealthCheck]:
 
 @hookimpl
 def medianest_dashboard_widgets(user: User) -> list[Widget]:
-    async def load() -> dict[str, str]:
-        return {"who": user.username}
+    async def load() -> dict[str, object]:
+        return {"who": user.username, "count": len(seen_events)}
 
-    return [Widget("greeting", "Greeting", "good/widget.html", load)]
+    return [
+        Widget(
+            "greeting", "Greeting", "good/widget.html", load, refresh_on=["other.thing.happened"]
+        ),
+        Widget("second", "Second", "good/widget.html", load, order=200),
+    ]
 
 
 @hookimpl
