@@ -46,7 +46,12 @@ def mount_routes(
             if owner is not None:
                 raise RouteCollision(f"{method} {path} is already served by plugin {owner!r}")
         planned.append(
-            (MountedRoute(plugin, spec.method, path, spec.access, spec.kind), spec.handler)
+            (
+                MountedRoute(
+                    plugin, spec.method, path, spec.access, spec.kind, spec.handler, spec.doc
+                ),
+                spec.handler,
+            )
         )
         taken[(spec.method, path)] = plugin
     mounted = []

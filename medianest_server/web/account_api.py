@@ -175,6 +175,7 @@ async def my_sessions(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/me/sessions/{session_id}", access="user", response=Revoked)
 async def revoke_my_session(request: web.Request) -> web.Response:
+    """Sign one of your devices out (someone else's id answers 404)."""
     session_id = request.match_info["session_id"]
     if not await account.revoke_session(_auth(request), request[USER], session_id, request.remote):
         raise NotFound("no such session")
@@ -183,6 +184,7 @@ async def revoke_my_session(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/me/tokens", access="user", response=ApiTokenList)
 async def my_tokens(request: web.Request) -> web.Response:
+    """Your personal API tokens (never the tokens themselves)."""
     tokens = await _auth(request).api_tokens.list_for_user(request[USER].id)
     return web.json_response({"tokens": [t.as_dict() for t in tokens]})
 
@@ -205,6 +207,7 @@ async def create_token(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/me/tokens/{token_id:\\d+}", access="user", response=Revoked)
 async def revoke_token(request: web.Request) -> web.Response:
+    """Revoke one of your API tokens; it stops working at once."""
     token_id = int(request.match_info["token_id"])
     if not await account.revoke_token(_auth(request), request[USER], token_id, request.remote):
         raise NotFound("no such token")
@@ -213,6 +216,7 @@ async def revoke_token(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/notifications", access="user", query=Paging, response=NotificationPage)
 async def my_notifications(request: web.Request) -> web.Response:
+    """Your notifications, newest first, with the unread count."""
     from ..notifications import list_notifications
 
     query = load_query(request, Paging())
@@ -230,6 +234,7 @@ async def my_notifications(request: web.Request) -> web.Response:
     "/api/v1/notifications/{notification_id:\\d+}/read", access="user", response=MarkedRead
 )
 async def mark_read(request: web.Request) -> web.Response:
+    """Mark one of your notifications read."""
     from ..notifications import mark_read as mark
 
     changed = await mark(
@@ -242,6 +247,7 @@ async def mark_read(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/notifications/read-all", access="user", response=MarkedAllRead)
 async def mark_all_read(request: web.Request) -> web.Response:
+    """Mark all your notifications read."""
     from ..notifications import mark_read as mark
 
     count = await mark(_auth(request).users.db, request[USER].id, None)

@@ -98,6 +98,7 @@ async def create_user(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/admin/users/{user_id:\\d+}", access="admin", response=UserDetails)
 async def get_user(request: web.Request) -> web.Response:
+    """One user, as admins see them."""
     return web.json_response((await _auth(request).users.details(_user_id(request))).as_dict())
 
 

@@ -19,6 +19,7 @@ from ..hookspecs import hookimpl
 from ..plugins.context import PluginContext
 from ..plugins.types import HealthCheck, HealthResult
 from ..routing import Routes
+from .api_schemas import HealthLive, HealthReady
 
 log = logging.getLogger("medianest.health")
 
@@ -27,13 +28,15 @@ READY_TIMEOUT_SECONDS = 2.0
 routes = Routes()
 
 
-@routes.get("/health/live", access="public")
+@routes.get("/health/live", access="public", response=HealthLive)
 async def live(request: web.Request) -> web.Response:
+    """200 while the process serves requests."""
     return web.json_response({"status": "ok"})
 
 
-@routes.get("/health/ready", access="public")
+@routes.get("/health/ready", access="public", response=HealthReady)
 async def ready(request: web.Request) -> web.Response:
+    """200 when the database is reachable and migrated (503 otherwise); failed plugins listed."""
     checks = {"database": "down", "migrations": "down"}
     db = request.app[SERVICES].db
     try:

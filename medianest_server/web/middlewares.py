@@ -37,7 +37,12 @@ _HTTP_CODES = {
 }
 
 
+_PAGES_UNDER_API = frozenset({"/api/docs"})
+
+
 def wants_json(request: web.Request) -> bool:
+    if request.path in _PAGES_UNDER_API:
+        return False
     return request.path.startswith(_JSON_PREFIXES) or request.path == "/api"
 
 
