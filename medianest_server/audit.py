@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from .auth.models import User
+from .auth.users import like_escape
 from .clock import SYSTEM_CLOCK, Clock
 from .db import Database
 
@@ -101,8 +102,8 @@ class AuditLog:
         where = ["1 = 1"]
         params: dict[str, Any] = {"limit": per_page, "offset": (page - 1) * per_page}
         if action:
-            where.append("action LIKE :action")
-            params["action"] = action.replace("%", "") + "%"
+            where.append("action LIKE :action ESCAPE '\\'")
+            params["action"] = like_escape(action) + "%"
         if actor:
             where.append("lower(actor_name) = lower(:actor)")
             params["actor"] = actor

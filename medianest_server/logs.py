@@ -151,6 +151,9 @@ def configure_logging(
     root.setLevel(level.upper())
     # aiohttp's own access logger is replaced by AccessLogger below
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # the drivers log every statement with its parameters (password hashes, token digests)
+    for driver in ("aiosqlite", "aiopg", "psycopg2"):
+        logging.getLogger(driver).setLevel(logging.INFO)
     return handler
 
 

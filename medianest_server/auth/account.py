@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import InvalidInput
+from .limits import LoginLimits
 from .models import User
 from .services import AuthServices
 from .tokens import ApiTokenInfo
@@ -16,8 +18,19 @@ async def change_password(
     keep_session: str | None,
     ip: str | None,
 ) -> int:
-    """Change the password; every other session ends. Returns how many ended."""
-    await auth.users.change_password(user, current, new)
+    """Change the password; every other session ends. Returns how many ended.
+
+    Wrong current passwords count like failed sign-ins, so a stolen session cannot be used to
+    guess the password at the API's pace.
+    """
+    limits = LoginLimits(auth.limiter, scope="password-change")
+    await limits.check(user.username, None)
+    try:
+        await auth.users.change_password(user, current, new)
+    except InvalidInput as exc:
+        if isinstance(exc.details, dict) and "current_password" in exc.details:
+            await limits.failed(user.username, None)
+        raise
     ended = await auth.sessions.revoke_all(user.id, except_id=keep_session)
     await auth.audit.record(
         "auth.password.changed", actor=user, ip=ip, details={"sessions_ended": ended}

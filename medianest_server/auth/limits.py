@@ -13,7 +13,7 @@ FAILURES = 5
 WINDOW_SECONDS = 15 * 60
 MAX_BLOCK_SECONDS = 24 * 3600
 _TRIP_WINDOW_SECONDS = 24 * 3600
-_NO_LIMIT = 1_000_000
+_MAX_TRIPS = 32
 
 
 class LoginLimits:
@@ -22,7 +22,8 @@ class LoginLimits:
         self.scope = scope
 
     def _keys(self, username: str, ip: str | None) -> list[str]:
-        keys = [f"{self.scope}:account:{username.strip().lower()}"]
+        """Per account and per address; an empty username limits by address only."""
+        keys = [f"{self.scope}:account:{username.strip().lower()}"] if username.strip() else []
         if ip:
             keys.append(f"{self.scope}:ip:{ip}")
         return keys
@@ -46,17 +47,20 @@ class LoginLimits:
             result = await self.limiter.hit(key, limit=FAILURES, window_seconds=WINDOW_SECONDS)
             if result.allowed and result.remaining > 0:
                 continue
+            # each trip is remembered for a whole day: the limiter drains one unit per
+            # window/limit, so the window is the limit times a day
             trips = await self.limiter.hit(
-                f"{key}:trips", limit=_NO_LIMIT, window_seconds=_TRIP_WINDOW_SECONDS
+                f"{key}:trips", limit=_MAX_TRIPS, window_seconds=_MAX_TRIPS * _TRIP_WINDOW_SECONDS
             )
-            count = _NO_LIMIT - trips.remaining
+            count = _MAX_TRIPS - trips.remaining
             seconds = min(WINDOW_SECONDS * 2 ** max(count - 1, 0), MAX_BLOCK_SECONDS)
             await self.limiter.reset(f"{key}:block")
             await self.limiter.hit(f"{key}:block", limit=1, window_seconds=seconds)
             await self.limiter.reset(key)
 
     async def succeeded(self, username: str) -> None:
-        await self.limiter.reset(self._keys(username, None)[0])
+        for key in self._keys(username, None):
+            await self.limiter.reset(key)
 
 
 def _limited_headers(retry_after: float) -> dict[str, str]:

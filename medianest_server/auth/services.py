@@ -51,6 +51,7 @@ def build_auth(config: Config, services: Services, *, on_remove: object = None) 
         idle=timedelta(days=config.auth.session_idle_days),
         absolute=timedelta(days=config.auth.session_absolute_days),
         clock=clock,
+        refresh_key=services.secrets.derive_key("refresh tokens v1"),
     )
     return AuthServices(
         users=users,

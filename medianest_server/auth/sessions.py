@@ -85,11 +85,13 @@ class SessionService:
         idle: timedelta,
         absolute: timedelta,
         clock: Clock = SYSTEM_CLOCK,
+        refresh_key: bytes | None = None,
     ) -> None:
         self.db = db
         self.idle = idle
         self.absolute = absolute
         self.clock = clock
+        self.refresh_key = refresh_key
 
     async def create(
         self,
@@ -182,32 +184,55 @@ class SessionService:
 
     # -- API clients: refresh tokens ------------------------------------------------------
 
+    def _refresh_mac(self, session_id: str, nonce: str) -> str:
+        if self.refresh_key is None:
+            raise RuntimeError("SessionService needs refresh_key to issue refresh tokens")
+        return hmac.new(self.refresh_key, f"{session_id}.{nonce}".encode(), "sha256").hexdigest()
+
+    def _new_refresh_token(self, session_id: str) -> str:
+        """`<session id>.<nonce>.<mac>`: the MAC tells our tokens from made-up ones."""
+        nonce = secrets.token_urlsafe(24)
+        return f"{session_id}.{nonce}.{self._refresh_mac(session_id, nonce)}"
+
     async def issue_refresh_token(self, session_id: str) -> str:
-        """A new refresh token for an API session (`<session id>.<secret>`), replacing the last."""
-        secret = secrets.token_urlsafe(32)
+        """The first refresh token of an API session."""
+        token = self._new_refresh_token(session_id)
         await self.db.execute(
             "UPDATE sessions SET refresh_token_hash = :hash WHERE id = :id",
-            {"hash": digest(secret), "id": session_id},
+            {"hash": digest(token), "id": session_id},
         )
-        return f"{session_id}.{secret}"
+        return token
 
     async def rotate_refresh_token(self, token: str) -> tuple[SessionInfo, User, str]:
-        """Trade a refresh token for a new one. A token presented twice revokes its session:
-        either the client or a thief is replaying it, and we cannot tell which."""
-        session_id, _, secret = token.partition(".")
-        resolved = await self.resolve(session_id) if secret else None
+        """Trade a refresh token for a new one, exactly once.
+
+        A token we issued that is no longer the current one (presented twice, or twice at
+        once) revokes its session: the client or a thief is replaying it, and we cannot tell
+        which. A token we never issued is refused and changes nothing, so nobody can end
+        someone's session by guessing its id.
+        """
+        session_id, _, rest = token.partition(".")
+        nonce, _, mac = rest.partition(".")
+        if not (session_id and nonce and mac) or not hmac.compare_digest(
+            mac, self._refresh_mac(session_id, nonce)
+        ):
+            raise Unauthorized("this refresh token is not valid; sign in again")
+        resolved = await self.resolve(session_id)
         if resolved is None or resolved[0].kind != "api":
             raise Unauthorized("this refresh token is not valid; sign in again")
-        stored = await self.db.fetch_val(
-            "SELECT refresh_token_hash FROM sessions WHERE id = :id", {"id": session_id}
+        fresh = self._new_refresh_token(session_id)
+        swapped = await self.db.execute(
+            "UPDATE sessions SET refresh_token_hash = :new WHERE id = :id"
+            " AND refresh_token_hash = :old AND revoked_at IS NULL",
+            {"new": digest(fresh), "old": digest(token), "id": session_id},
         )
-        if not stored or not hmac.compare_digest(stored, digest(secret)):
+        if swapped == 0:
             await self.revoke(session_id)
             raise Unauthorized(
                 "this refresh token was already used; the session is ended, sign in again"
             )
         info, user, _ = resolved
-        return info, user, await self.issue_refresh_token(session_id)
+        return info, user, fresh
 
 
 class DatabaseSessionStorage(AbstractStorage):

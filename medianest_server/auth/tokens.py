@@ -147,6 +147,7 @@ class AccessTokens:
             "iat": int(now.timestamp()),
             "exp": int(now.timestamp()) + expires_in,
             "typ": "access",
+            "jti": secrets.token_urlsafe(12),
         }
         token = jwt.encode(
             claims, self._keys[self.kid], algorithm=self.ALGORITHM, headers={"kid": self.kid}

@@ -60,6 +60,11 @@ def user_from_row(row: Row) -> User:
     )
 
 
+def like_escape(text: str) -> str:
+    """`text` matched literally inside a LIKE pattern (with ESCAPE '\\')."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def check_password_rules(password: str, field: str = "password") -> None:
     if len(password) < MIN_LENGTH:
         raise InvalidInput(
@@ -197,10 +202,11 @@ class UserService:
     async def search(
         self, *, query: str = "", page: int = 1, per_page: int = 25
     ) -> tuple[list[UserDetails], int]:
-        pattern = f"%{query.lower()}%"
+        pattern = f"%{like_escape(query.lower())}%"
         where = (
-            "WHERE lower(username) LIKE :pattern OR lower(coalesce(display_name, '')) LIKE :pattern"
-            " OR lower(coalesce(email, '')) LIKE :pattern"
+            "WHERE lower(username) LIKE :pattern ESCAPE '\\'"
+            " OR lower(coalesce(display_name, '')) LIKE :pattern ESCAPE '\\'"
+            " OR lower(coalesce(email, '')) LIKE :pattern ESCAPE '\\'"
         )
         params = {"pattern": pattern, "limit": per_page, "offset": (page - 1) * per_page}
         total = await self.db.fetch_val(f"SELECT count(*) FROM users {where}", params)

@@ -35,6 +35,10 @@ from .base import (
 )
 
 logger = logging.getLogger(__name__)
+# aiosqlite logs every statement with its parameters at DEBUG (password hashes, token
+# digests): keep it quiet whatever the root level is
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
+
 
 T = TypeVar("T")
 

@@ -14,6 +14,7 @@ from ..auth.csrf import CSRF_FIELD, PRE_SESSION_COOKIE
 from ..auth.limits import LoginLimits
 from ..auth.models import User
 from ..auth.services import AUTH_SERVICES, AuthServices
+from ..auth.sessions import SESSION_INFO
 from ..errors import InvalidInput, MediaNestError, RateLimited, Unauthorized
 from ..hookspecs import hookimpl
 from ..plugins.types import LoginProvider
@@ -89,9 +90,10 @@ async def _check_form_csrf(request: web.Request) -> None:
 
 async def start_browser_session(request: web.Request, user: User) -> None:
     """Sign the browser in with a brand-new session id (any earlier one is ended)."""
-    old = await get_session(request)
-    if not old.new:
-        old.invalidate()
+    await get_session(request)  # loads the earlier session, if the browser had one
+    earlier = request.get(SESSION_INFO)
+    if earlier is not None:
+        await _auth(request).sessions.revoke(earlier.id)
     session = await new_session(request)
     session["user_id"] = user.id
 
@@ -109,15 +111,18 @@ async def setup_submit(request: web.Request) -> web.StreamResponse:
     if await auth.setup.code() is None:
         raise web.HTTPNotFound()
     await _check_form_csrf(request)
+    # per address only: a global limit would let a stranger lock the owner out, and the
+    # 80-bit code needs no account limit
     limits = LoginLimits(auth.limiter, scope="setup")
     form: dict[str, Any] = {}
     try:
-        await limits.check("setup", request.remote)
+        await limits.check("", request.remote)
         form = await load_form(request, SetupForm(), ignore=(CSRF_FIELD,))
         try:
             user = await auth.setup.complete(form["code"], form["username"], form["password"])
-        except InvalidInput:
-            await limits.failed("setup", request.remote)
+        except InvalidInput as exc:
+            if isinstance(exc.details, dict) and "code" in exc.details:  # only wrong codes count
+                await limits.failed("", request.remote)
             raise
     except RateLimited as exc:
         return _with_headers(

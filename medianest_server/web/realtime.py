@@ -20,8 +20,13 @@ user ends the stream (SSE) or closes the socket with code 4401; a changed role d
 the client reconnects with the topics it may now see. Each connection buffers at most
 `MAX_QUEUE` events; a client too slow for that loses the oldest (the bus counts them).
 
-On shutdown, `close_connections` (an `on_shutdown` handler) ends every open stream and socket at
-once instead of letting the server wait out its shutdown grace period for them.
+A WebSocket handshake authenticated by the session cookie must come from this site (its Origin
+is the Host it was sent to, or `[server] base_url`): browsers attach cookies to cross-site
+WebSocket handshakes and no CORS check protects them. SSE needs no such check (CORS does it).
+
+`close_connections` ends every open stream and socket at once (sockets with 1001). It is an
+`app.on_shutdown` handler and the app must register it (no hook hands a plugin its app); without
+it, a stopping server waits out its shutdown grace period for every open stream.
 """
 
 from __future__ import annotations
@@ -269,8 +274,10 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
     # dispatched in between, so the replay and the live queue neither overlap nor leave a gap.
     subscription = bus.subscribe(topics=visible, max_queue=MAX_QUEUE)
     missed = bus.history(after=last_id, topics=visible)
-    # aiohttp-sse pings every heartbeat; a ping that cannot be written within its send timeout
-    # aborts the connection, which is how a stalled client ends (is_connected turns False)
+    # aiohttp-sse pings every heartbeat; a ping it cannot write within its send timeout (120 s)
+    # aborts the connection, which is how a stalled client ends (is_connected turns False).
+    # Events are written as pre-encoded bytes, not with `send`: one encoding per event for all
+    # connections, and no timer per write.
     response = EventSourceResponse(headers=_stream_headers(request), ping_interval=heartbeat)
     live = _LiveConnection(
         subscription, response.is_connected, _sign_in_check(request, user), heartbeat
@@ -285,8 +292,8 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
                 await response.write(_encode(event).sse)
             async for event in subscription:
                 await response.write(_encode(event).sse)
-    except (ConnectionError, TimeoutError):
-        pass  # the client went away, or stalled and aiohttp-sse aborted the connection
+    except ConnectionError:
+        pass  # the client went away, or stalled and aiohttp-sse's ping aborted the connection
     finally:
         connections.discard(live)
         live.stop()

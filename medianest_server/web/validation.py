@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,8 +10,29 @@ from marshmallow import RAISE, Schema, ValidationError
 
 from ..errors import InvalidInput
 
+_CONTROL = {chr(c) for c in range(32) if chr(c) not in "\t\n\r"} | {chr(127)}
+
+
+def _control_characters(value: Any, path: str = "") -> list[str]:
+    """Field paths whose text holds a control character (NUL cannot even be stored)."""
+    if isinstance(value, str):
+        return [path or "_body"] if any(c in _CONTROL for c in value) else []
+    if isinstance(value, Mapping):
+        found = []
+        for key, item in value.items():
+            found += _control_characters(str(key), path or "_body")
+            found += _control_characters(item, f"{path}.{key}" if path else str(key))
+        return found
+    if isinstance(value, list):
+        return [p for index, item in enumerate(value) for p in _control_characters(item, path)]
+    return []
+
 
 def _load(schema: Schema, data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    bad = _control_characters(data)
+    if bad:
+        details = {name: ["Contains a control character."] for name in bad}
+        raise InvalidInput(f"invalid {where}: {', '.join(sorted(details))}", details=details)
     try:
         loaded = schema.load(data, unknown=RAISE)
     except ValidationError as exc:
@@ -26,7 +46,7 @@ async def load_json(request: web.Request, schema: Schema) -> dict[str, Any]:
     """The JSON object body, validated by `schema` (unknown fields are refused)."""
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError too
         raise InvalidInput(
             "the request body is not valid JSON", details={"_body": [str(exc)]}
         ) from exc

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+from medianest_server.web.access import ROUTE_TABLE
+
 from .conftest import USER_PASSWORD, Site, bearer, csrf_of, me_status
 
 WRONG = {"X-CSRF-Token": "0" * 64}
@@ -81,3 +85,28 @@ async def test_bearer_requests_need_no_csrf_token(site: Site) -> None:
     again = await client.post("/api/v1/me/tokens", json={"name": "ci 2"}, headers=bearer(raw))
     assert again.status == 201
     assert await site.count("api_tokens") == 2
+
+
+async def test_every_state_changing_route_refuses_a_cookie_request_without_the_token(
+    site: Site,
+) -> None:
+    admin_user, admin = await site.admin()
+    alice = await site.create_user("alice")
+    changing = [
+        info
+        for info in site.app[ROUTE_TABLE].values()
+        if info.method not in ("GET", "HEAD", "OPTIONS")
+    ]
+    assert len(changing) >= 10
+    for info in changing:
+        path = re.sub(r"\{[^}:]+:\\d\+\}", str(alice.id), info.path)
+        path = re.sub(r"\{[^}]+\}", "x", path)
+        for kwargs in ({"json": {}}, {"data": {"csrf_token": "0" * 64}}):
+            response = await admin.request(info.method, path, allow_redirects=False, **kwargs)
+            assert response.status == 403, (info.method, path, kwargs, response.status)
+    assert await me_status(admin) == 200
+    assert await site.count("users") == 2
+    assert await site.count("api_tokens") == 0
+    assert await site.count("sessions", "revoked_at IS NOT NULL") == 0
+    assert (await site.auth.users.get(alice.id)) is not None
+    assert (await site.auth.users.get(admin_user.id)).role == "admin"  # type: ignore[union-attr]

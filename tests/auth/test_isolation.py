@@ -48,6 +48,18 @@ async def test_a_user_cannot_touch_another_users_sessions_tokens_or_notification
         assert (await response.json())["error"]["code"] == "not_found"
     read_all = await bob.post("/api/v1/notifications/read-all", headers=bob_csrf)
     assert (await read_all.json())["read"] == 0
+    # the same through the web pages' forms
+    form = {"csrf_token": bob_csrf["X-CSRF-Token"]}
+    for path in (
+        f"/profile/sessions/{session_id}/revoke",
+        f"/profile/tokens/{alices_token['id']}/revoke",
+    ):
+        response = await bob.post(path, data=form, allow_redirects=False)
+        assert response.status == 404, path
+    marked = await bob.post(
+        f"/notifications/{notification_id}/read", data=form, allow_redirects=False
+    )
+    assert marked.status in (303, 404)
 
     # and alice's things still work
     assert await me_status(alices_browser) == 200

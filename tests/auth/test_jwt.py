@@ -146,3 +146,16 @@ async def test_the_same_refresh_token_sent_twice_at_once_is_not_honoured_twice(
         *(client.post("/api/v1/auth/refresh", json=body) for client in clients)
     )
     assert sorted(a.status for a in answers) == [200, 401, 401, 401]
+
+
+async def test_a_made_up_refresh_token_for_a_real_session_does_not_end_it(site: Site) -> None:
+    """Only a refresh token that was really issued counts as reuse. The session id is no secret
+    (it is the `sid` of every access token, which may end up in a proxy log once expired), so a
+    made-up secret beside it must be refused without signing the owner out."""
+    await site.create_user("alice")
+    tokens = await site.tokens("alice", USER_PASSWORD)
+    _, claims = jwt_parts(tokens["access_token"])
+    forged = await _refresh(site, f"{claims['sid']}.made-up-secret")
+    assert forged.status == 401
+    assert await me_status(await site.browser(), bearer(tokens["access_token"])) == 200
+    assert (await _refresh(site, tokens["refresh_token"])).status == 200

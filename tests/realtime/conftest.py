@@ -73,6 +73,7 @@ class Site:
         if username in self._people:
             return self._people[username]
         user = await self.auth.users.create(username, role=role)  # type: ignore[arg-type]
+        # the session row and cookie secret that signing in through /login creates
         secret, info = await self.auth.sessions.create(
             user.id, kind="browser", ip="127.0.0.1", user_agent="test", data={"user_id": user.id}
         )
@@ -82,22 +83,24 @@ class Site:
         self._people[username] = person
         return person
 
-    async def publish(self, topic: str, n: int = 0, verb: str = "happened") -> Event:
-        event = make_event(f"{self.kind}.thing.{verb}", {"n": n}, topic=topic)
+    async def publish(self, topic: str, n: int = 0) -> Event:
+        event = make_event(f"{self.kind}.thing.happened", {"n": n}, topic=topic)
         await self.app[SERVICES].events.publish(event)
         return event
 
     async def sse(self, headers: dict[str, str], query: str = "") -> SseClient:
-        response = await self.http.get(
-            f"{self.url}/api/v1/events{query}",
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=WAIT),
-        )
+        # no total deadline for a stream; every read has one (pings come every HEARTBEAT)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=WAIT, sock_read=WAIT)
+        async with asyncio.timeout(WAIT):
+            response = await self.http.get(
+                f"{self.url}/api/v1/events{query}", headers=headers, timeout=timeout
+            )
         assert response.status == 200, (response.status, await response.text())
         return SseClient(response, self.kind)
 
     async def ws(self, headers: dict[str, str], **kwargs: Any) -> WsClient:
-        socket = await self.http.ws_connect(f"{self.url}/ws", headers=headers, **kwargs)
+        async with asyncio.timeout(WAIT):
+            socket = await self.http.ws_connect(f"{self.url}/ws", headers=headers, **kwargs)
         client = WsClient(socket, self.kind)
         hello = await client.receive()  # sent once the server's subscription is in place
         assert hello["type"] == "subscriptions", hello

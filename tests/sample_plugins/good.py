@@ -90,9 +90,9 @@ def medianest_health_checks() -> list[HealthCheck]:
 
 
 @hookimpl
-def medianest_dashboard_widgets(user: User) -> list[Widget]:
+def medianest_dashboard_widgets(ctx: PluginContext, user: User) -> list[Widget]:
     async def load() -> dict[str, object]:
-        return {"who": user.username, "count": len(seen_events)}
+        return {"greeting": ctx.config["greeting"], "who": user.username, "count": len(seen_events)}
 
     return [
         Widget(
