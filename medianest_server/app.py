@@ -109,8 +109,10 @@ def create_app(
     app[access.ROUTE_TABLE] = {}
     setup_templates(app, _plugin_template_dirs(manager))
 
+    accounts = auth_pages.BrowserAccounts(auth)
     for record in manager.active():
         record.ctx = _context(record, services)
+        record.ctx.accounts = accounts
     _mount_plugin_routes(app, manager)
 
     app.cleanup_ctx.append(_data_dir)

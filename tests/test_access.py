@@ -148,3 +148,60 @@ async def test_deleting_a_user_reaches_plugins_and_cascades_their_rows(
             f"SELECT count(*) FROM {table} WHERE user_id = :uid", {"uid": victim_id}
         )
         assert count == 0, table
+
+
+async def test_support_bundle_has_plugin_diagnostics_without_secrets(
+    app_config: Config, aiohttp_client
+) -> None:
+    from dataclasses import replace
+
+    config = replace(
+        app_config,
+        plugins=replace(
+            app_config.plugins,
+            settings={"good": {"greeting": "hey", "api_key": "bundle-secret-4242"}},
+        ),
+    )
+    app = create_app(config, plugins=PLUGINS, environ={})
+    client = await aiohttp_client(app)
+    _, admin_token = await bearer_for(app, "boss", "admin")
+    response = await client.get(
+        "/api/v1/admin/diagnostics", headers={"Authorization": f"Bearer {admin_token}"}
+    )
+    assert response.status == 200
+    text = await response.text()
+    assert "bundle-secret-4242" not in text
+    bundle = __import__("json").loads(text)
+    assert bundle["diagnostics"]["good"] == {"greeting": "hey"}
+    assert any(p["name"] == "hooks_demo" for p in bundle["plugins"])
+
+
+async def test_a_login_provider_signs_people_in_and_links_them_once(
+    server: TestServer, aiohttp_client
+) -> None:
+    auth = server.app[AUTH_SERVICES]
+    first = await aiohttp_client(server)
+    landed = await first.get(
+        "/hooks_demo/start", params={"subject": "42", "name": "zed", "owner": "1"},
+        allow_redirects=False,
+    )
+    assert landed.status == 303 and "medianest_session" in landed.cookies
+    me = await (await first.get("/api/v1/me")).json()
+    assert (me["username"], me["role"], me["display_name"]) == ("zed", "admin", "Zed")
+    assert (await (await first.get("/api/v1/hooks_demo/my-secret")).json()) == {"has": True}
+    stored = await server.app[SERVICES].db.fetch_val(
+        "SELECT secret FROM identities WHERE subject = '42'"
+    )
+    assert stored and "upstream-token-42" not in stored  # encrypted at rest
+
+    again = await aiohttp_client(server)
+    await again.get(
+        "/hooks_demo/start", params={"subject": "42", "name": "zed", "avatar": "/a.png"}
+    )
+    me_again = await (await again.get("/api/v1/me")).json()
+    assert me_again["id"] == me["id"] and me_again["avatar_url"] == "/a.png"
+    assert await auth.users.count() == 1
+
+    other = await aiohttp_client(server)
+    await other.get("/hooks_demo/start", params={"subject": "7", "name": "zed"})
+    assert (await (await other.get("/api/v1/me")).json())["username"] == "zed-2"

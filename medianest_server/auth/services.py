@@ -11,6 +11,7 @@ from aiohttp import web
 from ..audit import AuditLog
 from ..config import Config
 from ..ratelimit import RateLimiter
+from ..secretbox import SecretBox
 from ..services import Services
 from .csrf import CsrfTokens
 from .limits import LoginLimits
@@ -33,6 +34,7 @@ class AuthServices:
     login_limits: LoginLimits
     setup: SetupService
     limiter: RateLimiter
+    secrets: SecretBox
     api_requests_per_minute: int
     secure_cookies: bool
 
@@ -64,6 +66,7 @@ def build_auth(config: Config, services: Services, *, on_remove: object = None) 
         login_limits=LoginLimits(services.ratelimiter),
         setup=SetupService(db, services.secrets, users, clock=clock),
         limiter=services.ratelimiter,
+        secrets=services.secrets,
         api_requests_per_minute=config.auth.api_requests_per_minute,
         secure_cookies=config.server.base_url.startswith("https://"),
     )

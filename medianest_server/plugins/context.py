@@ -6,7 +6,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from aiohttp import web
 
 from ..cache import Cache
 from ..clock import Clock
@@ -17,7 +19,19 @@ from ..jobs import JobQueue
 from ..ratelimit import RateLimiter
 from ..secretbox import SecretBox
 
+if TYPE_CHECKING:
+    from ..auth.models import User
+    from .types import ExternalIdentity
+
 T = TypeVar("T")
+
+
+class AccountLinks(Protocol):
+    """How a login provider hands a person to the core (set by the app)."""
+
+    async def sign_in(self, request: web.Request, identity: ExternalIdentity) -> User: ...
+
+    async def secret(self, user_id: int, provider: str) -> str | None: ...
 
 
 class ServiceRegistry:
@@ -64,10 +78,31 @@ class PluginContext:
     clock: Clock
     data_dir: Path
     services: ServiceRegistry
+    accounts: AccountLinks | None = None
     log: logging.Logger = field(init=False)
 
     def __post_init__(self) -> None:
         self.log = logging.getLogger(f"medianest.plugins.{self.name}")
+
+    async def complete_login(self, request: web.Request, identity: ExternalIdentity) -> User:
+        """Sign the browser of `request` in as the person `identity` describes.
+
+        Call it from your login provider's route once you know who they are and that they may
+        enter. A known `(provider, subject)` signs in its user (name, avatar and `secret`
+        refreshed); a new one creates a user with `identity.role`. `identity.secret` (an
+        upstream token) is stored encrypted: read it back with `ctx.user_secret`. Then
+        answer with a redirect (the session cookie rides on your response). Raises
+        Unauthorized for a disabled user.
+        """
+        if self.accounts is None:
+            raise RuntimeError("sign-in is not available in this context")
+        return await self.accounts.sign_in(request, identity)
+
+    async def user_secret(self, user_id: int, provider: str) -> str | None:
+        """The upstream secret stored at sign-in for this user's `provider` account, or None."""
+        if self.accounts is None:
+            return None
+        return await self.accounts.secret(user_id, provider)
 
     async def emit(
         self, type: str, data: Mapping[str, Any] | None = None, *, topic: str = "all"

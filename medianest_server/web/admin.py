@@ -211,6 +211,51 @@ async def plugins(request: web.Request) -> web.Response:
     )
 
 
+DIAGNOSTICS_BUDGET_SECONDS = 5.0
+
+
+@routes.get("/api/v1/admin/diagnostics", access="admin")
+async def diagnostics(request: web.Request) -> web.Response:
+    """The support bundle: versions, storage, plugin status and each plugin's diagnostics.
+
+    Secrets are redacted: every configured secret value and anything credential-shaped.
+    """
+    import json
+    import platform
+
+    from .. import __version__
+    from ..logs import redactor
+
+    services = request.app[SERVICES]
+    manager = request.app[PLUGINS]
+    outcomes = await manager.call_each("medianest_diagnostics", budget=DIAGNOSTICS_BUDGET_SECONDS)
+    plugins_facts = {o.record.name: ({"error": o.error} if o.error else o.result) for o in outcomes}
+    bundle = {
+        "medianest": __version__,
+        "python": platform.python_version(),
+        "database": services.db.url_for_display,
+        "backend": services.backend,
+        "plugins": manager.statuses(),
+        "diagnostics": plugins_facts,
+        "tasks": [
+            {
+                "owner": t.owner,
+                "name": t.name,
+                "runs": t.runs,
+                "failures": t.failures,
+                "last_error": t.last_error,
+            }
+            for t in services.tasks.status()
+        ],
+    }
+    text = redactor(json.dumps(bundle, default=str, indent=2))
+    return web.Response(
+        text=text,
+        content_type="application/json",
+        headers={"Content-Disposition": 'attachment; filename="medianest-support.json"'},
+    )
+
+
 @hookimpl
 def medianest_routes() -> Routes:
     return routes

@@ -11,13 +11,14 @@ from marshmallow import Schema, fields, validate
 
 from ..appkeys import PLUGINS
 from ..auth.csrf import CSRF_FIELD, PRE_SESSION_COOKIE
+from ..auth.external import identity_secret, user_for_identity
 from ..auth.limits import LoginLimits
 from ..auth.models import User
 from ..auth.services import AUTH_SERVICES, AuthServices
 from ..auth.sessions import SESSION_INFO
 from ..errors import InvalidInput, MediaNestError, RateLimited, Unauthorized
 from ..hookspecs import hookimpl
-from ..plugins.types import LoginProvider
+from ..plugins.types import ExternalIdentity, LoginProvider
 from ..routing import Routes
 from .access import USER
 from .templating import render_page
@@ -206,3 +207,18 @@ def _with_headers(response: web.Response, headers: dict[str, str] | None) -> web
 @hookimpl
 def medianest_routes() -> Routes:
     return routes
+
+
+class BrowserAccounts:
+    """`ctx.complete_login` and `ctx.user_secret` for login-provider plugins."""
+
+    def __init__(self, auth: AuthServices) -> None:
+        self.auth = auth
+
+    async def sign_in(self, request: web.Request, identity: ExternalIdentity) -> User:
+        user = await user_for_identity(self.auth, identity, ip=request.remote)
+        await start_browser_session(request, user)
+        return user
+
+    async def secret(self, user_id: int, provider: str) -> str | None:
+        return await identity_secret(self.auth, user_id, provider)

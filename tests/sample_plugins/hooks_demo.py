@@ -7,36 +7,61 @@ from pathlib import Path
 from aiohttp import web
 
 from medianest_server.plugin_api import (
+    ExternalIdentity,
     LoginProvider,
     PluginContext,
     Routes,
     User,
     Webhook,
+    current_user,
     hookimpl,
 )
 
 received: list[dict[str, object]] = []
 removed: list[int] = []
-routes = Routes()
 
 
-@routes.get("/items/{item_id:\\d+}", access="user")
 async def item(request: web.Request) -> web.Response:
     return web.json_response({"id": int(request.match_info["item_id"])})
 
 
-@routes.delete("/items/{item_id:\\d+}", access="admin")
 async def delete_item(request: web.Request) -> web.Response:
     return web.json_response({"deleted": True})
 
 
-@routes.page("/library", access="user")
 async def library(request: web.Request) -> web.Response:
     return web.Response(text="library", content_type="text/html")
 
 
 @hookimpl
-def medianest_routes() -> Routes:
+def medianest_routes(ctx: PluginContext) -> Routes:
+    """A table per app: routes that close over `ctx` belong to one app instance."""
+    routes = Routes()
+    routes.get("/items/{item_id:\\d+}", access="user")(item)
+    routes.delete("/items/{item_id:\\d+}", access="admin")(delete_item)
+    routes.page("/library", access="user")(library)
+
+    @routes.page("/start", access="public")
+    async def start(request: web.Request) -> web.Response:
+        """A login flow reduced to its end: the provider already knows who this is."""
+        identity = ExternalIdentity(
+            provider="demo",
+            subject=request.query["subject"],
+            username=request.query["name"],
+            role="admin" if request.query.get("owner") else "user",
+            display_name=request.query["name"].title(),
+            avatar_url=request.query.get("avatar"),
+            secret=f"upstream-token-{request.query['subject']}",
+        )
+        await ctx.complete_login(request, identity)
+        raise web.HTTPSeeOther("/")
+
+    @routes.get("/my-secret", access="user")
+    async def my_secret(request: web.Request) -> web.Response:
+        user = current_user(request)
+        assert user is not None
+        return web.json_response({"has": bool(await ctx.user_secret(user.id, "demo"))})
+
     return routes
 
 

@@ -1,0 +1,124 @@
+"""Sign-in through a login provider (Plex): link the identity to a user, or create one."""
+
+from __future__ import annotations
+
+import logging
+
+from ..errors import Unauthorized
+from ..plugins.types import ExternalIdentity
+from .models import User
+from .services import AuthServices
+from .users import USERNAME
+
+log = logging.getLogger("medianest.auth")
+
+
+async def user_for_identity(
+    auth: AuthServices, identity: ExternalIdentity, *, ip: str | None
+) -> User:
+    """The user linked to this provider account: refreshed (name, avatar, stored secret) if
+    known, created with the provider's role otherwise. A disabled user is refused."""
+    secret = auth.secrets.encrypt(identity.secret) if identity.secret else None
+    now = auth.users.clock.now()
+    row = await auth.users.db.fetch_one(
+        "SELECT user_id FROM identities WHERE provider = :provider AND subject = :subject",
+        {"provider": identity.provider, "subject": identity.subject},
+    )
+    if row is not None:
+        user_id = int(row["user_id"])
+        await auth.users.db.execute(
+            "UPDATE identities SET username = :username, email = :email, avatar_url = :avatar,"
+            " secret = coalesce(:secret, secret), data = :data, updated_at = :now"
+            " WHERE provider = :provider AND subject = :subject",
+            {
+                "username": identity.username,
+                "email": identity.email,
+                "avatar": identity.avatar_url,
+                "secret": secret,
+                "data": dict(identity.data),
+                "now": now,
+                "provider": identity.provider,
+                "subject": identity.subject,
+            },
+        )
+        await auth.users.db.execute(
+            "UPDATE users SET display_name = coalesce(:name, display_name),"
+            " avatar_url = coalesce(:avatar, avatar_url), updated_at = :now WHERE id = :id",
+            {
+                "name": identity.display_name,
+                "avatar": identity.avatar_url,
+                "now": now,
+                "id": user_id,
+            },
+        )
+        user = await auth.users.get(user_id)
+        assert user is not None
+    else:
+        user = await _create_linked(auth, identity, secret)
+        await auth.audit.record(
+            "user.created",
+            actor=user,
+            ip=ip,
+            target_type="user",
+            target_id=user.id,
+            details={"provider": identity.provider, "role": user.role},
+        )
+    if user.disabled:
+        raise Unauthorized("this account is disabled")
+    await auth.users.record_login(user.id)
+    await auth.audit.record(
+        "auth.login.succeeded", actor=user, ip=ip, details={"provider": identity.provider}
+    )
+    return user
+
+
+async def _create_linked(
+    auth: AuthServices, identity: ExternalIdentity, secret: str | None
+) -> User:
+    base = "".join(c for c in identity.username if c.isalnum() or c in "._@-")[:56] or "user"
+    if not USERNAME.match(base):
+        base = f"user{base}"[:56]
+    async with auth.users.db.transaction() as conn:
+        for attempt in range(100):
+            candidate = base if attempt == 0 else f"{base}-{attempt + 1}"
+            taken = await conn.fetch_val(
+                "SELECT count(*) FROM users WHERE lower(username) = lower(:name)",
+                {"name": candidate},
+            )
+            if not taken:
+                break
+        user = await auth.users.create(
+            candidate,
+            role=identity.role,
+            display_name=identity.display_name,
+            email=identity.email,
+            avatar_url=identity.avatar_url,
+            conn=conn,
+        )
+        now = auth.users.clock.now()
+        await conn.execute(
+            "INSERT INTO identities (user_id, provider, subject, username, email, avatar_url,"
+            " secret, data, created_at, updated_at) VALUES (:user_id, :provider, :subject,"
+            " :username, :email, :avatar, :secret, :data, :now, :now)",
+            {
+                "user_id": user.id,
+                "provider": identity.provider,
+                "subject": identity.subject,
+                "username": identity.username,
+                "email": identity.email,
+                "avatar": identity.avatar_url,
+                "secret": secret,
+                "data": dict(identity.data),
+                "now": now,
+            },
+        )
+    return user
+
+
+async def identity_secret(auth: AuthServices, user_id: int, provider: str) -> str | None:
+    """The upstream secret (a per-user token) stored for this user's provider account."""
+    stored = await auth.users.db.fetch_val(
+        "SELECT secret FROM identities WHERE user_id = :user_id AND provider = :provider",
+        {"user_id": user_id, "provider": provider},
+    )
+    return auth.secrets.decrypt(stored) if stored else None
