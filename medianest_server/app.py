@@ -115,6 +115,8 @@ def create_app(
         record.ctx.accounts = accounts
     _mount_plugin_routes(app, manager)
 
+    # open event streams and sockets end first, or shutdown would wait out its grace period
+    app.on_shutdown.append(realtime.close_connections)
     app.cleanup_ctx.append(_data_dir)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_plugins)
