@@ -182,7 +182,8 @@ async def test_a_login_provider_signs_people_in_and_links_them_once(
     auth = server.app[AUTH_SERVICES]
     first = await aiohttp_client(server)
     landed = await first.get(
-        "/hooks_demo/start", params={"subject": "42", "name": "zed", "owner": "1"},
+        "/hooks_demo/start",
+        params={"subject": "42", "name": "zed", "owner": "1"},
         allow_redirects=False,
     )
     assert landed.status == 303 and "medianest_session" in landed.cookies
