@@ -139,7 +139,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float
     raise RuntimeError(f"{url} not ready in {seconds:g} s: {log.read_text()[-2000:]}")
 
 
-def stop(proc: subprocess.Popen[bytes] | None, seconds: float = 20) -> float:
+def stop(proc: subprocess.Popen[bytes] | None, seconds: float = 30) -> float:
     """SIGTERM, wait (then SIGKILL); returns how long the process took to exit."""
     if proc is None or proc.poll() is not None:
         return 0.0
@@ -411,6 +411,7 @@ class Run:
     rss_idle_kb: int
     rss_connected_kb: int
     cpu_ms_per_publish: float
+    idle_cpu_percent: float
     connected: int
     failed: int
     stop_seconds: float
@@ -433,7 +434,7 @@ async def run_against(
     rss_idle = rss_kb(server.pid)
     clients = await start_clients(url, headers, sse, args.clients - sse, args.client_processes)
     idle_started, idle_cpu = time.monotonic(), cpu_seconds(server.pid)
-    await asyncio.sleep(2.0)  # idle: only heartbeats
+    await asyncio.sleep(args.idle_seconds)  # idle: heartbeats and sign-in re-checks only
     rss_connected = rss_kb(server.pid)
     idle_rate = (cpu_seconds(server.pid) - idle_cpu) / (time.monotonic() - idle_started)
     started, cpu = time.monotonic(), cpu_seconds(server.pid)
@@ -449,6 +450,7 @@ async def run_against(
         rss_idle,
         rss_connected,
         cpu_ms_per_publish,
+        idle_rate * 100,
         sum(c.ready for c in clients),
         sum(c.failed for c in clients),
         0.0,
@@ -553,11 +555,13 @@ def print_run(run: Run, publishes: int) -> None:
     print(
         f"  server RSS: {run.rss_idle_kb / 1024:.1f} MB with no clients,"
         f" {run.rss_connected_kb / 1024:.1f} MB with {run.connected} idle clients"
-        f" -> {per_connection:.1f} KB per idle connection"
+        f" -> {per_connection:.1f} KB per idle connection; idle CPU"
+        f" {run.idle_cpu_percent:.1f}% of one core"
     )
     print(
         f"  server CPU per publish: {run.cpu_ms_per_publish:.1f} ms (above its idle use);"
-        f" stop (SIGTERM to exit) after the clients left: {run.stop_seconds:.1f} s"
+        f" stop (SIGTERM to exit, SIGKILL at 30 s) after the clients left:"
+        f" {run.stop_seconds:.1f} s"
     )
 
 
@@ -643,6 +647,13 @@ def main() -> None:
         default=max(1, min(2, (os.cpu_count() or 1) - 1)),
     )
     parser.add_argument("--redis-url", default="", help="default: a private redis-server")
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=20.0,
+        help="connected and idle before publishing: longer than a heartbeat (15 s), so the idle"
+        " CPU figure includes one round of pings and sign-in re-checks",
+    )
     parser.add_argument("--_client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--headers", default="{}", help=argparse.SUPPRESS)

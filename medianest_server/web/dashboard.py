@@ -24,6 +24,7 @@ from ..hookspecs import hookimpl
 from ..plugins.types import Widget
 from ..routing import Routes
 from .access import USER
+from .layout import user_preferences
 from .templating import page_template
 from .validation import load_form, load_json
 
@@ -99,7 +100,7 @@ async def dashboard_widgets(request: web.Request, user: User) -> list[RenderedWi
         *(render_widget(request, plugin, w, user) for plugin, w, _ in offered if w is not None)
     )
     failed = [_failed_card(plugin, error) for plugin, w, error in offered if w is None and error]
-    preferences = await request.app[AUTH_SERVICES].preferences.get(user.id)
+    preferences = await user_preferences(request)
     return _ordered([*rendered, *failed], list(preferences.get("widget_order", [])))
 
 

@@ -40,6 +40,18 @@ async def nav_items(request: web.Request, user: User) -> list[NavItem]:
     return sorted(items, key=lambda item: (item.order, item.title))
 
 
+PREFERENCES = web.RequestKey("preferences", dict[str, Any])
+
+
+async def user_preferences(request: web.Request) -> dict[str, Any]:
+    """The signed-in user's preferences, read once per request."""
+    cached = request.get(PREFERENCES)
+    if cached is None:
+        cached = await request.app[AUTH_SERVICES].preferences.get(request[USER].id)
+        request[PREFERENCES] = cached
+    return dict(cached)
+
+
 def csrf_for(request: web.Request) -> str:
     auth = request.get(AUTH)
     if auth is not None and auth.method == "cookie" and auth.session_id:
@@ -67,7 +79,7 @@ async def page_context(request: web.Request) -> dict[str, Any]:
     from ..notifications import unread_count
 
     services = request.app[SERVICES]
-    preferences = await request.app[AUTH_SERVICES].preferences.get(user.id)
+    preferences = await user_preferences(request)
     theme = preferences.get("theme")
     context.update(
         nav=await nav_items(request, user),

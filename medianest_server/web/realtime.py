@@ -24,9 +24,9 @@ A WebSocket handshake authenticated by the session cookie must come from this si
 is the Host it was sent to, or `[server] base_url`): browsers attach cookies to cross-site
 WebSocket handshakes and no CORS check protects them. SSE needs no such check (CORS does it).
 
-`close_connections` ends every open stream and socket at once (sockets with 1001). It is an
-`app.on_shutdown` handler and the app must register it (no hook hands a plugin its app); without
-it, a stopping server waits out its shutdown grace period for every open stream.
+`close_connections` ends every open stream and socket at once (sockets with 1001). `create_app`
+registers it in `app.on_shutdown` (no hook hands a plugin its app); without it, a stopping server
+would wait out its shutdown grace period for every open stream.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import re
 import weakref
 from collections import OrderedDict
@@ -62,8 +63,8 @@ log = logging.getLogger("medianest.realtime")
 
 DEFAULT_HEARTBEAT_SECONDS = 15.0
 HEARTBEAT_SECONDS = web.AppKey("realtime_heartbeat_seconds", float)
-"""Seconds between SSE `: ping` comments, WebSocket pings and sign-in re-checks (tests shorten
-it by setting this key before the app starts)."""
+"""Seconds between SSE `: ping` comments and WebSocket pings, and on average between sign-in
+re-checks (tests shorten it by setting this key before the app starts)."""
 
 MAX_QUEUE = 256  # events waiting for one slow client; beyond that the oldest are dropped
 WS_MAX_MESSAGE_BYTES = 64 * 1024
@@ -98,7 +99,10 @@ class _LiveConnection:
     _stopped: bool = False
 
     def start(self) -> None:
-        self._timer = asyncio.get_running_loop().call_later(self.heartbeat, self._due)
+        # jittered, so clients that all reconnected together (a restart) are not all re-checked
+        # in the same instant, forever; not security relevant
+        delay = self.heartbeat * random.uniform(0.75, 1.25)  # noqa: S311
+        self._timer = asyncio.get_running_loop().call_later(delay, self._due)
 
     def end(self, code: int) -> None:
         """End it from the server's side: the loop reading the subscription finishes."""
@@ -147,7 +151,7 @@ def open_connections(app: web.Application) -> int:
 async def close_connections(app: web.Application) -> None:
     """End every open stream and socket of `app` (sockets with 1001 "going away").
 
-    Register it in `app.on_shutdown`: that runs before the server waits for in-flight requests,
+    An `app.on_shutdown` handler: that runs before the server waits for in-flight requests,
     which an open stream would otherwise hold for the whole shutdown grace period.
     """
     connections = list(_OPEN.get(app, ()))
@@ -288,16 +292,26 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
         connections.add(live)
         live.start()
         async with response:  # on exit: stop the pings
-            for event in missed:
-                await response.write(_encode(event).sse)
-            async for event in subscription:
-                await response.write(_encode(event).sse)
+            # from a task of its own (cancelled with the handler): resuming the handler, under
+            # every middleware, for each event would cost more than writing the event
+            await asyncio.create_task(
+                _forward_sse(response, missed, subscription), name="medianest-sse-forwarder"
+            )
     except ConnectionError:
         pass  # the client went away, or stalled and aiohttp-sse's ping aborted the connection
     finally:
         connections.discard(live)
         live.stop()
     return response
+
+
+async def _forward_sse(
+    response: EventSourceResponse, missed: list[Event], subscription: Subscription
+) -> None:
+    for event in missed:
+        await response.write(_encode(event).sse)
+    async for event in subscription:
+        await response.write(_encode(event).sse)
 
 
 # -- WebSocket --------------------------------------------------------------------------------
@@ -372,7 +386,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         live.start()
         await ws.send_str(_subscriptions(wanted))
         forwarder = asyncio.create_task(
-            _forward_events(ws, live, wanted), name="medianest-ws-forwarder"
+            _forward_ws(ws, live, wanted), name="medianest-ws-forwarder"
         )
         async for message in ws:
             if message.type == WSMsgType.TEXT:
@@ -393,9 +407,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _forward_events(
-    ws: web.WebSocketResponse, live: _LiveConnection, wanted: set[str]
-) -> None:
+async def _forward_ws(ws: web.WebSocketResponse, live: _LiveConnection, wanted: set[str]) -> None:
     """Send the events the client wants; when the server ends the socket, say why."""
     try:
         async for event in live.subscription:

@@ -33,11 +33,28 @@ def setup_templates(app: web.Application, plugin_dirs: Sequence[Path] = ()) -> N
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.ChoiceLoader(loaders),
+        # templates ship with the code and do not change while it runs: no stat per render
+        auto_reload=False,
         autoescape=jinja2.select_autoescape(default=True),
         undefined=jinja2.StrictUndefined,
     )
     env.globals["medianest_version"] = __version__
-    app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
+    static = app.router.add_static("/static/", STATIC_DIR, name="static")
+    env.globals["static_url"] = _versioned_urls(static)
+
+
+def _versioned_urls(resource: web.AbstractResource) -> Callable[[str], str]:
+    assert isinstance(resource, web.StaticResource)
+    """`static_url("medianest.css")` → `/static/medianest.css?v=<hash>`, hashed once per file
+    (aiohttp's append_version reads and hashes the file on every page)."""
+    cache: dict[str, str] = {}
+
+    def url(filename: str) -> str:
+        if filename not in cache:
+            cache[filename] = str(resource.url_for(filename=filename, append_version=True))
+        return cache[filename]
+
+    return url
 
 
 async def render_page(

@@ -1,0 +1,1 @@
+"""MediaNest's Plex plugin: sign in with Plex, the library, collections, refreshes, webhooks."""

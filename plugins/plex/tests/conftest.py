@@ -1,0 +1,51 @@
+"""Fixtures for the Plex plugin's tests: the fakes served on 127.0.0.1, and clients for them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from medianest_server.plugin_api import HttpClient, ManualClock
+
+from medianest_plex.client import PlexClientInfo, PlexServerClient, PlexTvClient
+from medianest_plex.testing import FakePlex, start_fake_plex
+
+CLIENT_ID = "5f1c2e3a-0000-4000-8000-abcdefabcdef"
+
+
+@pytest.fixture
+async def plex(aiohttp_server: Any, clock: ManualClock) -> FakePlex:
+    """Fake plex.tv and Plex server (sample library, an owner), on the test's clock."""
+    return await start_fake_plex(aiohttp_server, clock=clock)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[HttpClient]:
+    client = HttpClient(retries=1, backoff_seconds=0.01, read_timeout=5, failure_threshold=3)
+    await client.start()
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def info() -> PlexClientInfo:
+    return PlexClientInfo(client_identifier=CLIENT_ID, product="MediaNest Tests")
+
+
+@pytest.fixture
+def plex_tv(http: HttpClient, info: PlexClientInfo, plex: FakePlex) -> PlexTvClient:
+    return PlexTvClient(http, info, base_url=plex.tv_url)
+
+
+@pytest.fixture
+def server(http: HttpClient, info: PlexClientInfo, plex: FakePlex) -> PlexServerClient:
+    """The Plex server as its owner sees it."""
+    return PlexServerClient(http, plex.server_url, token=plex.owner.token, info=info)
