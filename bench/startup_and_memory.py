@@ -85,7 +85,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--idle-seconds", type=float, default=1.0)
     args = parser.parse_args()
+    # the core only: no installed plugin (examples/hello, plugins/*) is loaded
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIANEST_")}
+    env["MEDIANEST_PLUGINS"] = "none"
 
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "medianest.toml"

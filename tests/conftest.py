@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,13 @@ import pytest
 import tomli_w
 
 from medianest_server.config import Config, default_document, load_config
+from medianest_server.db import (
+    CORE_MIGRATIONS,
+    Database,
+    apply_migrations,
+    load_migrations,
+    open_database,
+)
 
 SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 
@@ -179,3 +186,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def app_config(write_config: Callable[..., Path], database_url: str) -> Config:
     """A validated config on each database backend, its data_dir in tmp_path."""
     return load_config(write_config(database={"url": database_url}), environ={})
+
+
+@pytest.fixture
+async def raw_db(database_url: str, tmp_path: Path) -> AsyncIterator[Database]:
+    """A connected Database with no tables, on each backend."""
+    db = open_database(database_url, base_dir=tmp_path)
+    await db.connect()
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+async def db(raw_db: Database) -> Database:
+    """A connected Database with the core schema, on each backend."""
+    await apply_migrations(raw_db, load_migrations("core", CORE_MIGRATIONS, raw_db.dialect))
+    return raw_db

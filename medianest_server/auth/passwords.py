@@ -6,6 +6,7 @@ Hashing and verifying run in a worker thread: 150 ms of CPU must never block the
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -15,9 +16,13 @@ _HASHER = PasswordHasher(time_cost=2, memory_cost=65536, parallelism=2)
 MIN_LENGTH = 8
 MAX_LENGTH = 1024
 
-# a real hash of a random password: verifying against it costs what a real check costs, so an
-# unknown username takes as long to refuse as a wrong password
-_DUMMY_HASH = _HASHER.hash("medianest-no-such-user-0f3c9a")
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A real hash of a random password: verifying against it costs what a real check costs,
+    so an unknown username takes as long to refuse as a wrong password. Made on first use:
+    hashing at import would add its cost to every start."""
+    return _HASHER.hash("medianest-no-such-user-0f3c9a")
 
 
 async def hash_password(password: str) -> str:
@@ -29,7 +34,7 @@ async def verify_password(stored_hash: str | None, password: str) -> bool:
 
     def verify() -> bool:
         try:
-            return _HASHER.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+            return _HASHER.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,25 +13,9 @@ from redis.exceptions import RedisError
 
 from medianest_server.clock import ManualClock
 from medianest_server.db import (
-    CORE_MIGRATIONS,
     Database,
-    apply_migrations,
-    load_migrations,
-    open_database,
 )
 from tests.conftest import REDIS_URL, service_missing
-
-
-@pytest.fixture
-async def db(database_url: str, tmp_path: Path) -> AsyncIterator[Database]:
-    """A connected Database with the core schema, on each backend."""
-    database = open_database(database_url, base_dir=tmp_path)
-    await database.connect()
-    try:
-        await apply_migrations(database, load_migrations("core", CORE_MIGRATIONS, database.dialect))
-        yield database
-    finally:
-        await database.close()
 
 
 async def make_user(db: Database, username: str) -> int:
