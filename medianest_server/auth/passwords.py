@@ -34,7 +34,8 @@ async def verify_password(stored_hash: str | None, password: str) -> bool:
 
     def verify() -> bool:
         try:
-            return _HASHER.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
+            matched = _HASHER.verify(stored_hash or _dummy_hash(), password)
+            return matched and stored_hash is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
