@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 import tomli_w
+from redis.exceptions import RedisError
 
 from medianest_server.config import Config, default_document, load_config
 from medianest_server.db import (
@@ -204,3 +206,47 @@ async def db(raw_db: Database) -> Database:
     """A connected Database with the core schema, on each backend."""
     await apply_migrations(raw_db, load_migrations("core", CORE_MIGRATIONS, raw_db.dialect))
     return raw_db
+
+
+class RedisEnv:
+    """Clients to the test Redis, and a key prefix unique to this test whose keys are deleted
+    afterwards. Nothing connects until `client()` is called, so memory-only runs need no Redis."""
+
+    def __init__(self) -> None:
+        self.prefix = f"medianest:test:{uuid.uuid4().hex[:12]}:"
+        self.clients: list[aioredis.Redis] = []
+
+    async def client(self, *, name: str | None = None) -> aioredis.Redis:
+        """A new client with its own connection pool, as a separate server instance would have."""
+        # the options medianest_server/services.py builds its client with
+        client = aioredis.Redis.from_url(
+            REDIS_URL,
+            client_name=name,
+            socket_connect_timeout=5,
+            socket_timeout=10,
+            health_check_interval=30,
+        )
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            await client.aclose()
+            service_missing("Redis", exc)
+        self.clients.append(client)
+        return client
+
+    async def cleanup(self) -> None:
+        if not self.clients:
+            return
+        client = await self.client()
+        keys = [key async for key in client.scan_iter(match=self.prefix + "*", count=1000)]
+        if keys:
+            await client.unlink(*keys)
+        for each in self.clients:
+            await each.aclose()
+
+
+@pytest.fixture
+async def redis_env() -> AsyncIterator[RedisEnv]:
+    env = RedisEnv()
+    yield env
+    await env.cleanup()

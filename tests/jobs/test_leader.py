@@ -11,7 +11,8 @@ import pytest
 
 from medianest_server.db import Database, open_database
 from medianest_server.leader import PG_LEADER_LOCK_KEY, AlwaysLeader, PostgresLeader, RedisLeader
-from tests.jobs.conftest import RedisClients, always, eventually
+from tests.conftest import RedisEnv
+from tests.jobs.conftest import always, eventually
 
 LeaderCheck = Callable[[], bool]
 
@@ -28,12 +29,12 @@ async def test_always_leader_leads() -> None:
 
 
 async def test_redis_leader_one_at_a_time_and_stop_hands_over(
-    redis_clients: RedisClients,
+    redis_env: RedisEnv,
 ) -> None:
-    key = redis_clients.prefix + "leader"
-    a = RedisLeader(await redis_clients.client(), key=key, ttl_seconds=0.6, instance_id="a")
-    b = RedisLeader(await redis_clients.client(), key=key, ttl_seconds=0.6, instance_id="b")
-    client = await redis_clients.client()
+    key = redis_env.prefix + "leader"
+    a = RedisLeader(await redis_env.client(), key=key, ttl_seconds=0.6, instance_id="a")
+    b = RedisLeader(await redis_env.client(), key=key, ttl_seconds=0.6, instance_id="b")
+    client = await redis_env.client()
     await a.start()
     await eventually(lambda: holds(a.is_leader), what="a leading")
     await b.start()
@@ -54,18 +55,18 @@ async def test_redis_leader_one_at_a_time_and_stop_hands_over(
     assert await client.get(key) is None  # released at stop
 
 
-async def test_redis_leader_that_loses_its_key_stops_leading(redis_clients: RedisClients) -> None:
-    key = redis_clients.prefix + "leader"
-    a = RedisLeader(await redis_clients.client(), key=key, ttl_seconds=0.6, instance_id="a")
+async def test_redis_leader_that_loses_its_key_stops_leading(redis_env: RedisEnv) -> None:
+    key = redis_env.prefix + "leader"
+    a = RedisLeader(await redis_env.client(), key=key, ttl_seconds=0.6, instance_id="a")
     await a.start()
     try:
         await eventually(lambda: holds(a.is_leader), what="a leading")
         # another instance got the key (e.g. after a long pause of this one): a must notice
-        await (await redis_clients.client()).set(key, "intruder", px=60_000)
+        await (await redis_env.client()).set(key, "intruder", px=60_000)
         await eventually(lambda: holds(lambda: not a.is_leader()), what="a stepping down")
     finally:
         await a.stop()
-    assert await (await redis_clients.client()).get(key) == b"intruder"  # not deleted by a
+    assert await (await redis_env.client()).get(key) == b"intruder"  # not deleted by a
 
 
 @pytest.fixture

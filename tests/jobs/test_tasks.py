@@ -13,7 +13,8 @@ import pytest
 from medianest_server.clock import ManualClock
 from medianest_server.leader import AlwaysLeader, RedisLeader
 from medianest_server.tasks import Task, TaskRunner, TaskStatus
-from tests.jobs.conftest import RedisClients, eventually
+from tests.conftest import RedisEnv
+from tests.jobs.conftest import eventually
 
 
 class SteppedSleep:
@@ -227,13 +228,13 @@ async def test_run_now_runs_at_once_and_records_the_outcome(clock: ManualClock) 
 
 
 async def test_leader_only_task_skips_its_turns_while_not_leading(
-    clock: ManualClock, sleep: SteppedSleep, redis_clients: RedisClients
+    clock: ManualClock, sleep: SteppedSleep, redis_env: RedisEnv
 ) -> None:
-    key = redis_clients.prefix + "leader"
-    other = RedisLeader(await redis_clients.client(), key=key, ttl_seconds=0.6)
+    key = redis_env.prefix + "leader"
+    other = RedisLeader(await redis_env.client(), key=key, ttl_seconds=0.6)
     await other.start()
     await eventually(lambda: _true(other.is_leader()), what="the other instance leading")
-    ours = RedisLeader(await redis_clients.client(), key=key, ttl_seconds=0.6)
+    ours = RedisLeader(await redis_env.client(), key=key, ttl_seconds=0.6)
     await ours.start()
 
     body = Counter()
@@ -263,15 +264,13 @@ async def test_leader_only_task_skips_its_turns_while_not_leading(
 
 
 async def test_leader_only_task_runs_on_exactly_one_instance_and_moves_when_it_stops(
-    redis_clients: RedisClients,
+    redis_env: RedisEnv,
 ) -> None:
     ttl = 1.5
-    key = redis_clients.prefix + "leader"
+    key = redis_env.prefix + "leader"
     instances = []
     for name in ("a", "b"):
-        leader = RedisLeader(
-            await redis_clients.client(), key=key, ttl_seconds=ttl, instance_id=name
-        )
+        leader = RedisLeader(await redis_env.client(), key=key, ttl_seconds=ttl, instance_id=name)
         body = Counter()
         runner = TaskRunner(leader=leader)
         runner.add(Task("sync", interval_seconds=0.02, run=body, leader_only=True), owner="plex")
@@ -296,7 +295,7 @@ async def test_leader_only_task_runs_on_exactly_one_instance_and_moves_when_it_s
         await eventually(lambda: _true(second[2].runs > 0), within=ttl, what="takeover")
         assert loop.time() - stopped_at < ttl
         assert second[0].is_leader() and not first[0].is_leader()
-        held_by = await (await redis_clients.client()).get(key)
+        held_by = await (await redis_env.client()).get(key)
         assert held_by == second[0].instance_id.encode()
     finally:
         for leader, runner, _ in instances:
