@@ -1,0 +1,382 @@
+"""The Plex plugin's pages and JSON API: handlers parse input, call the service, render."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from medianest_server.plugin_api import (
+    InvalidInput,
+    PluginContext,
+    Routes,
+    UpstreamUnavailable,
+    User,
+    current_user,
+)
+from yarl import URL
+
+from .errors import PinExpired, PlexError, PlexNotFound, PlexUnavailable
+from .service import SORTS, NoServerAccess, PlexService, PlexSignInNeeded
+
+PIN_COOKIE = "medianest_plex_pin"
+PIN_CHECK_SECONDS = 2
+NOT_CONFIGURED = "Plex is not configured: set url and token in [plugins.plex]"
+
+
+def render(
+    request: web.Request, name: str, context: Mapping[str, Any], *, status: int = 200
+) -> web.Response:
+    response = aiohttp_jinja2.render_template(name, request, dict(context), status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def message_page(
+    request: web.Request,
+    title: str,
+    message: str,
+    *,
+    status: int,
+    retry_url: str | None = None,
+    retry_label: str = "Try again",
+) -> web.Response:
+    return render(
+        request,
+        "plex/message.html",
+        {"title": title, "message": message, "retry_url": retry_url, "retry_label": retry_label},
+        status=status,
+    )
+
+
+def build_routes(ctx: PluginContext) -> Routes:
+    routes = Routes()
+
+    def service() -> PlexService | None:
+        return ctx.services.get("plex", PlexService)
+
+    # -- sign in with Plex ---------------------------------------------------------------
+
+    def waiting_page(request: web.Request, pin_id: int, code: str, auth_url: str) -> web.Response:
+        return render(
+            request,
+            "plex/login.html",
+            {
+                "pin_id": pin_id,
+                "code": code,
+                "auth_url": auth_url,
+                "check_url": f"/plex/login/check?pin={pin_id}",
+            },
+        )
+
+    def start_again(request: web.Request, title: str, message: str, status: int) -> web.Response:
+        response = message_page(request, title, message, status=status, retry_url="/plex/login")
+        response.del_cookie(PIN_COOKIE, path="/plex/login")
+        return response
+
+    @routes.page("/login", access="public")
+    async def login(request: web.Request) -> web.Response:
+        plex = service()
+        if plex is None:
+            return message_page(request, "Plex is not available", NOT_CONFIGURED, status=503)
+        try:
+            pin = await plex.create_pin()
+        except PlexError as exc:
+            return _plex_down(request, exc)
+        nonce = secrets.token_urlsafe(24)  # binds the PIN to this browser
+        ttl = max(60, min(pin.expires_in or 900, 3600))
+        forward = str(request.url.with_path("/plex/login/check").with_query({"pin": str(pin.id)}))
+        auth_url = plex.auth_url(pin, forward_url=forward)
+        await ctx.cache.set(
+            f"pin:{nonce}", {"id": pin.id, "code": pin.code, "auth_url": auth_url}, ttl
+        )
+        response = waiting_page(request, pin.id, pin.code, auth_url)
+        response.set_cookie(
+            PIN_COOKIE,
+            nonce,
+            max_age=ttl,
+            path="/plex/login",
+            httponly=True,
+            samesite="Lax",
+            secure=request.secure,
+        )
+        return response
+
+    @routes.page("/login/check", access="public")
+    async def login_check(request: web.Request) -> web.StreamResponse:
+        plex = service()
+        if plex is None:
+            return message_page(request, "Plex is not available", NOT_CONFIGURED, status=503)
+        nonce = request.cookies.get(PIN_COOKIE, "")
+        stored = await ctx.cache.get(f"pin:{nonce}") if nonce else None
+        if stored is None or request.query.get("pin", str(stored["id"])) != str(stored["id"]):
+            if current_user(request) is not None:
+                raise web.HTTPSeeOther("/")
+            return start_again(
+                request,
+                "Sign-in not found",
+                "This Plex sign-in expired or was started in another browser.",
+                400,
+            )
+        pin_id = int(stored["id"])
+        limit = await ctx.ratelimiter.hit(
+            f"plex:pin:{pin_id}", limit=1, window_seconds=PIN_CHECK_SECONDS
+        )
+        if not limit.allowed:
+            return waiting_page(request, pin_id, stored["code"], stored["auth_url"])
+        try:
+            pin = await plex.check_pin(pin_id)
+            if not pin.auth_token:
+                return waiting_page(request, pin_id, stored["code"], stored["auth_url"])
+            identity = await plex.identity_for(pin.auth_token)
+        except PinExpired:
+            await ctx.cache.delete(f"pin:{nonce}")
+            return start_again(
+                request,
+                "The Plex sign-in expired",
+                "The code was not approved in time. Start again to get a new one.",
+                410,
+            )
+        except NoServerAccess as exc:
+            await ctx.cache.delete(f"pin:{nonce}")
+            return start_again(
+                request,
+                "No access to this server",
+                f"The Plex account {exc.username} has no access to this Plex server, so it "
+                "cannot sign in to MediaNest. Ask the server's owner to share a library with "
+                "it, or sign in with another Plex account.",
+                403,
+            )
+        except PlexError as exc:
+            return _plex_down(request, exc)
+        await ctx.cache.delete(f"pin:{nonce}")
+        await ctx.complete_login(request, identity)
+        response = web.Response(status=303, headers={"Location": "/"})
+        response.del_cookie(PIN_COOKIE, path="/plex/login")
+        return response
+
+    # -- the library: JSON ---------------------------------------------------------------
+
+    def ready() -> PlexService:
+        plex = service()
+        if plex is None:
+            raise UpstreamUnavailable(NOT_CONFIGURED)
+        return plex
+
+    def who(request: web.Request) -> User:
+        user = current_user(request)
+        assert user is not None  # access="user"
+        return user
+
+    @routes.get("/libraries", access="user")
+    async def api_libraries(request: web.Request) -> web.Response:
+        return web.json_response({"libraries": await ready().sections(who(request))})
+
+    @routes.get("/libraries/{section:\\d+}/items", access="user")
+    async def api_browse(request: web.Request) -> web.Response:
+        args = browse_args(request)
+        page = await ready().browse(who(request), request.match_info["section"], **args)
+        return web.json_response(page)
+
+    @routes.get("/items/{key:\\d+}", access="user")
+    async def api_item(request: web.Request) -> web.Response:
+        return web.json_response(await ready().item(who(request), request.match_info["key"]))
+
+    @routes.get("/search", access="user")
+    async def api_search(request: web.Request) -> web.Response:
+        query = request.query.get("q", "")
+        return web.json_response(
+            {"query": query, "items": await ready().search(who(request), query)}
+        )
+
+    @routes.get("/recent", access="user")
+    async def api_recent(request: web.Request) -> web.Response:
+        section = request.query.get("section") or None
+        if section is not None and not section.isdigit():
+            raise InvalidInput("Invalid section", details={"section": ["Not a library key."]})
+        items = await ready().recently_added(who(request), section)
+        return web.json_response({"items": items})
+
+    # -- the library: pages ---------------------------------------------------------------
+
+    async def library_page(
+        request: web.Request,
+        template: str,
+        load: Callable[[PlexService, User], Awaitable[dict[str, Any]]],
+    ) -> web.Response:
+        plex = service()
+        if plex is None:
+            return message_page(request, "Plex is not available", NOT_CONFIGURED, status=503)
+        user = who(request)
+        context: dict[str, Any] = {"user": user, "error": None}
+        try:
+            context.update(await load(plex, user))
+        except PlexSignInNeeded as exc:
+            return message_page(
+                request,
+                "Sign in with Plex again",
+                exc.message,
+                status=401,
+                retry_url="/plex/login",
+                retry_label="Sign in with Plex",
+            )
+        except PlexNotFound:
+            return message_page(request, "Not found", "Plex has no such item for you.", status=404)
+        except PlexError as exc:
+            context["error"] = f"Plex is not answering right now ({exc.message})."
+        return render(request, template, context)
+
+    @routes.page("/", access="user")
+    async def index(request: web.Request) -> web.Response:
+        async def load(plex: PlexService, user: User) -> dict[str, Any]:
+            sections = await plex.sections(user)
+            recent = await plex.recently_added(user, size=12)
+            return {"sections": sections, "recent": recent}
+
+        return await library_page(request, "plex/index.html", load)
+
+    @routes.page("/library/{section:\\d+}", access="user")
+    async def browse_page(request: web.Request) -> web.Response:
+        args = browse_args(request)
+        section = request.match_info["section"]
+
+        async def load(plex: PlexService, user: User) -> dict[str, Any]:
+            page = await plex.browse(user, section, **args)
+            start, size, total = page["start"], args["size"], page["total"]
+            query = {k: str(v) for k, v in args["filters"].items()}
+            query["sort"] = args["sort"]
+            query["size"] = str(size)
+            prev_url = next_url = None
+            if start > 0:
+                prev_url = str(
+                    URL(request.path).with_query({**query, "start": str(max(0, start - size))})
+                )
+            if start + size < total:
+                next_url = str(URL(request.path).with_query({**query, "start": str(start + size)}))
+            return {"page": page, "prev_url": prev_url, "next_url": next_url, "sorts": list(SORTS)}
+
+        return await library_page(request, "plex/browse.html", load)
+
+    @routes.page("/item/{key:\\d+}", access="user")
+    async def item_page(request: web.Request) -> web.Response:
+        async def load(plex: PlexService, user: User) -> dict[str, Any]:
+            return {"item": await plex.item(user, request.match_info["key"])}
+
+        return await library_page(request, "plex/item.html", load)
+
+    @routes.page("/search", access="user")
+    async def search_page(request: web.Request) -> web.Response:
+        query = request.query.get("q", "")
+
+        async def load(plex: PlexService, user: User) -> dict[str, Any]:
+            return {"query": query, "items": await plex.search(user, query, limit=30)}
+
+        return await library_page(request, "plex/search.html", load)
+
+    # -- the image proxy ----------------------------------------------------------------
+
+    @routes.page("/photo", access="user")
+    async def photo(request: web.Request) -> web.StreamResponse:
+        plex = ready()
+        path = request.query.get("path", "")
+        try:
+            width, height = int(request.query.get("w", "")), int(request.query.get("h", ""))
+        except ValueError:
+            raise web.HTTPBadRequest(text="bad image size") from None
+        if not plex.images.verify(path, width, height, request.query.get("sig", "")):
+            raise web.HTTPForbidden(text="not an image of this Plex server")
+        try:
+            async with plex.server.transcode(path, width, height) as image:
+                response = web.StreamResponse(
+                    headers={
+                        "Content-Type": image.content_type,
+                        "Cache-Control": "private, max-age=2592000, immutable",
+                    }
+                )
+                if image.content_length is not None:
+                    response.content_length = image.content_length
+                await response.prepare(request)
+                async for chunk in image.chunks(65536):
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+        except PlexNotFound:
+            raise web.HTTPNotFound(text="no such image") from None
+
+    return routes
+
+
+def webhook_handler(ctx: PluginContext) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Plex's webhooks: multipart with a `payload` JSON part (and maybe a `thumb`)."""
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            form = await request.post()
+            raw = form.get("payload")
+            payload = json.loads(raw) if isinstance(raw, str) else None
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+        if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
+            ctx.log.warning("plex webhook refused: malformed payload")
+            raise InvalidInput(
+                "Not a Plex webhook payload", details={"payload": ["Missing or not JSON."]}
+            )
+        plex = ctx.services.get("plex", PlexService)
+        if payload["event"] != "library.new" or plex is None:
+            return web.json_response({"ok": True, "handled": False})
+        try:
+            data = await plex.library_updated(payload)
+        except ValueError as exc:
+            ctx.log.warning("plex webhook refused: %s", exc)
+            raise InvalidInput(str(exc)) from None
+        return web.json_response({"ok": True, "handled": True, "guids": data["guids"]})
+
+    return handle
+
+
+def browse_args(request: web.Request) -> dict[str, Any]:
+    query = request.query
+    problems: dict[str, list[str]] = {}
+
+    def number(name: str, default: int, low: int, high: int) -> int:
+        raw = query.get(name, "")
+        if raw == "":
+            return default
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            problems[name] = [f"Must be a whole number from {low} to {high}."]
+            return default
+        return int(raw)
+
+    start = number("start", 0, 0, 10_000_000)
+    size = number("size", 50, 1, 200)
+    sort = query.get("sort") or "title"
+    if sort not in SORTS:
+        problems["sort"] = [f"One of {', '.join(SORTS)}."]
+    filters: dict[str, str | int] = {}
+    if query.get("unwatched") in ("1", "true", "on"):
+        filters["unwatched"] = 1
+    for name in ("genre", "year", "decade"):
+        value = query.get(name, "")
+        if value:
+            if not value.isdigit():
+                problems[name] = ["Must be a number."]
+            else:
+                filters[name] = int(value)
+    if problems:
+        raise InvalidInput("Invalid library query", details=problems)
+    return {"start": start, "size": size, "sort": sort, "filters": filters}
+
+
+def _plex_down(request: web.Request, exc: PlexError) -> web.Response:
+    if isinstance(exc, PlexUnavailable):
+        title, status = f"{exc.upstream} cannot be reached", 503
+        text = (
+            f"{exc.upstream} is not answering right now, so signing in with Plex is not possible."
+        )
+    else:
+        title, status = f"{exc.upstream} answered unexpectedly", 502
+        text = f"Signing in with Plex failed: {exc.message}."
+    return message_page(request, title, text, status=status, retry_url="/plex/login")

@@ -1,0 +1,352 @@
+"""The Plex plugin's rules: who may sign in, what a person sees of the library, refreshes.
+
+One `PlexService` per started plugin, published in `ctx.services` under "plex". It knows
+nothing of HTTP requests or pages (routes.py does that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from medianest_server.plugin_api import ExternalIdentity, PluginContext, User
+
+from .client import Pin, PlexClientInfo, PlexItem, PlexServerClient, PlexTvClient
+from .errors import PlexError, PlexUnauthorized
+from .images import ImageSigner
+
+CLIENT_IDENTIFIER_FILE = "client_identifier"
+PROVIDER = "plex"
+SORTS = {
+    "title": "titleSort",
+    "added": "addedAt:desc",
+    "year": "year:desc",
+    "rating": "rating:desc",
+}
+FILTERS = ("unwatched", "genre", "year", "decade")
+SEARCH_TYPES = ("movie", "show", "season", "episode", "collection")
+
+
+class PlexSignInNeeded(PlexUnauthorized):
+    """This person has no Plex token MediaNest may use, or Plex refused it: sign in again."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Plex did not accept your sign-in: sign in with Plex again to see the library",
+            http_status=401,
+        )
+
+
+class NoServerAccess(Exception):
+    """This Plex account is neither the owner of the configured server nor shared with."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__(f"The Plex account {username} has no access to this server")
+        self.username = username
+
+
+def client_identifier(config: Mapping[str, Any], data_dir: Path) -> str:
+    """The configured client identifier, or the one generated once and kept in `data_dir`."""
+    configured = str(config.get("client_identifier") or "").strip()
+    if configured:
+        return configured
+    path = Path(data_dir) / CLIENT_IDENTIFIER_FILE
+    try:
+        kept = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        kept = ""
+    if kept:
+        return kept
+    generated = str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(generated + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return generated
+
+
+class PlexService:
+    """The started plugin: its clients and the rules other plugins and the routes call."""
+
+    def __init__(self, ctx: PluginContext, info: PlexClientInfo) -> None:
+        self.ctx = ctx
+        self.info = info
+        config = ctx.config
+        self.plex_tv = PlexTvClient(ctx.http, info, base_url=config["plex_tv_url"])
+        self.server = PlexServerClient(ctx.http, config["url"], token=config["token"], info=info)
+        self.images = ImageSigner(ctx.secrets.derive_key("plex images"))
+
+    @classmethod
+    def start(cls, ctx: PluginContext) -> PlexService:
+        identifier = client_identifier(ctx.config, Path(ctx.data_dir))
+        info = PlexClientInfo(client_identifier=identifier, product=ctx.config["product"])
+        return cls(ctx, info)
+
+    @property
+    def server_url(self) -> str:
+        return self.server.base_url
+
+    # -- sign in with Plex ---------------------------------------------------------------
+
+    async def create_pin(self) -> Pin:
+        return await self.plex_tv.create_pin(strong=True)
+
+    def auth_url(self, pin: Pin, forward_url: str | None = None) -> str:
+        return self.plex_tv.auth_url(pin, forward_url=forward_url)
+
+    async def check_pin(self, pin_id: int) -> Pin:
+        """The PIN now (`auth_token` set once approved); `PinExpired` once it expired."""
+        return await self.plex_tv.check_pin(pin_id)
+
+    async def identity_for(self, plex_tv_token: str) -> ExternalIdentity:
+        """Who `plex_tv_token` is and what they may be here: the owner of the configured
+        server is an admin, an account it is shared with a user (with the server access
+        token plex.tv gave it); anyone else raises `NoServerAccess`."""
+        account = await self.plex_tv.user(plex_tv_token)
+        machine = await self.server.machine_identifier()
+        resource = await self.plex_tv.server_access(plex_tv_token, machine)
+        if resource is None:
+            raise NoServerAccess(account.username)
+        owner = resource.owned
+        secret = resource.access_token or (plex_tv_token if owner else None)
+        if not secret:
+            raise NoServerAccess(account.username)
+        return ExternalIdentity(
+            provider=PROVIDER,
+            subject=str(account.id),
+            username=account.username or f"plex{account.id}",
+            role="admin" if owner else "user",
+            email=account.email or None,
+            display_name=account.friendly_name or account.title or account.username,
+            avatar_url=account.thumb or None,
+            secret=secret,
+        )
+
+    # -- the library, as one person sees it --------------------------------------------------
+
+    async def token_for(self, user: User) -> str:
+        """The person's own server token (from signing in with Plex); admins who signed in
+        otherwise use the owner's. `PlexSignInNeeded` when there is none."""
+        token = await self.ctx.user_secret(user.id, PROVIDER)
+        if token:
+            return token
+        if user.is_admin:
+            return str(self.ctx.config["token"])
+        raise PlexSignInNeeded()
+
+    async def _cached(
+        self, user: User, key: str, ttl: float, load: Callable[[PlexServerClient], Awaitable[Any]]
+    ) -> Any:
+        token = await self.token_for(user)
+        client = self.server.for_token(token)
+
+        async def loader() -> Any:
+            try:
+                return await load(client)
+            except PlexUnauthorized as exc:
+                raise PlexSignInNeeded() from exc
+
+        if ttl <= 0:
+            return await loader()
+        return await self.ctx.cache.get_or_load(f"user:{user.id}:{key}", loader, ttl_seconds=ttl)
+
+    def _ttl(self, what: str) -> float:
+        return float(self.ctx.config[f"{what}_cache_seconds"])
+
+    async def sections(self, user: User) -> list[dict[str, Any]]:
+        async def load(client: PlexServerClient) -> list[dict[str, Any]]:
+            sections = await client.sections()
+            counts = await asyncio.gather(*(client.count(s.key) for s in sections))
+            return [
+                {
+                    "key": s.key,
+                    "title": s.title,
+                    "type": s.type,
+                    "count": count,
+                    "url": f"/plex/library/{s.key}",
+                }
+                for s, count in zip(sections, counts, strict=True)
+            ]
+
+        result: list[dict[str, Any]] = await self._cached(
+            user, "sections", self._ttl("library"), load
+        )
+        return result
+
+    async def browse(
+        self,
+        user: User,
+        section: str,
+        *,
+        start: int,
+        size: int,
+        sort: str,
+        filters: Mapping[str, str | int],
+    ) -> dict[str, Any]:
+        order = SORTS[sort]
+        key = f"browse:{section}:{start}:{size}:{sort}:" + "&".join(
+            f"{k}={v}" for k, v in sorted(filters.items())
+        )
+
+        async def load(client: PlexServerClient) -> dict[str, Any]:
+            page = await client.browse(section, start=start, size=size, sort=order, filters=filters)
+            return {
+                "section": section,
+                "start": page.offset,
+                "size": page.size,
+                "total": page.total_size,
+                "sort": sort,
+                "filters": dict(filters),
+                "items": [self.item_json(i) for i in page.items],
+            }
+
+        result: dict[str, Any] = await self._cached(user, key, self._ttl("library"), load)
+        return result
+
+    async def item(self, user: User, rating_key: str) -> dict[str, Any]:
+        async def load(client: PlexServerClient) -> dict[str, Any]:
+            item = await client.metadata(rating_key)
+            body = self.item_json(item, detail=True)
+            if item.type in ("show", "season", "collection"):
+                if item.type == "collection":
+                    children = await client.collection_items(rating_key)
+                else:
+                    children = await client.children(rating_key)
+                body["children"] = [self.item_json(c) for c in children.items]
+            machine = await self.server.machine_identifier()
+            body["plex_url"] = (
+                f"https://app.plex.tv/desktop/#!/server/{machine}/details"
+                f"?key=%2Flibrary%2Fmetadata%2F{item.rating_key}"
+            )
+            return body
+
+        result: dict[str, Any] = await self._cached(
+            user, f"item:{rating_key}", self._ttl("library"), load
+        )
+        return result
+
+    async def search(self, user: User, query: str, *, limit: int = 10) -> list[dict[str, Any]]:
+        query = " ".join(query.split())[:100]
+        if not query:
+            return []
+
+        async def load(client: PlexServerClient) -> list[dict[str, Any]]:
+            hubs = await client.search(query, limit=limit)
+            return [
+                self.item_json(item)
+                for hub in hubs
+                if hub.type in SEARCH_TYPES
+                for item in hub.items
+            ]
+
+        result: list[dict[str, Any]] = await self._cached(
+            user, f"search:{query.lower()}:{limit}", self._ttl("library"), load
+        )
+        return result
+
+    async def recently_added(
+        self, user: User, section: str | None = None, *, size: int = 24
+    ) -> list[dict[str, Any]]:
+        async def load(client: PlexServerClient) -> list[dict[str, Any]]:
+            page = await client.recently_added(section, size=size)
+            return [self.item_json(i) for i in page.items]
+
+        generation = await self.ctx.cache.get("library_generation") or 0
+        result: list[dict[str, Any]] = await self._cached(
+            user, f"recent:{generation}:{section or ''}:{size}", self._ttl("recent"), load
+        )
+        return result
+
+    async def server_status(self, *, with_sessions: bool) -> dict[str, Any]:
+        """Is the server up, which version, how fast; the active streams for admins."""
+        started = self.ctx.clock.monotonic()
+        try:
+            identity = await self.server.identity()
+        except PlexError as exc:
+            return {"up": False, "error": exc.message}
+        status: dict[str, Any] = {
+            "up": True,
+            "version": identity.version,
+            "machine_identifier": identity.machine_identifier,
+            "latency_ms": round((self.ctx.clock.monotonic() - started) * 1000, 1),
+        }
+        if with_sessions:
+            try:
+                sessions = await self.server.sessions()
+                status["sessions"] = [
+                    {
+                        "title": s.item.grandparent_title or s.item.title,
+                        "user": s.user_title,
+                        "player": s.player_title,
+                        "state": s.state,
+                    }
+                    for s in sessions
+                ]
+            except PlexError as exc:
+                status["sessions_error"] = exc.message
+        return status
+
+    async def library_updated(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """A Plex `library.new` webhook: forget cached "recently added" lists and say what
+        arrived (with its tmdb/imdb/tvdb GUIDs) as `plex.library.updated`."""
+        metadata = payload.get("Metadata")
+        if not isinstance(metadata, Mapping):
+            raise ValueError("library.new without Metadata")
+        guids = [
+            str(g["id"])
+            for g in metadata.get("Guid") or ()
+            if isinstance(g, Mapping) and isinstance(g.get("id"), str)
+        ]
+        data = {
+            "event": "library.new",
+            "rating_key": str(metadata.get("ratingKey") or ""),
+            "title": str(metadata.get("title") or ""),
+            "type": str(metadata.get("type") or ""),
+            "section_id": metadata.get("librarySectionID"),
+            "guid": metadata.get("guid"),
+            "guids": guids,
+        }
+        await self.ctx.cache.set("library_generation", self.ctx.clock.now().timestamp(), 86400)
+        await self.ctx.emit("plex.library.updated", data, topic="all")
+        return data
+
+    def item_json(self, item: PlexItem, *, detail: bool = False) -> dict[str, Any]:
+        """An item for pages and the JSON API: images as signed proxy URLs, never a token."""
+        body: dict[str, Any] = {
+            "rating_key": item.rating_key,
+            "type": item.type,
+            "title": item.title,
+            "year": item.year,
+            "url": f"/plex/item/{item.rating_key}",
+            "thumb_url": self.images.url(item.thumb or item.parent_thumb or item.grandparent_thumb),
+            "rating": item.rating if item.rating is not None else item.audience_rating,
+            "duration_ms": item.duration_ms,
+            "added_at": item.added_at.isoformat() if item.added_at else None,
+            "watched": item.view_count > 0
+            or (item.leaf_count is not None and item.leaf_count == item.viewed_leaf_count),
+            "section_id": item.section_id,
+            "parent_title": item.parent_title,
+            "grandparent_title": item.grandparent_title,
+            "index": item.index,
+            "guids": list(item.guids),
+        }
+        if detail:
+            body.update(
+                {
+                    "summary": item.summary,
+                    "tagline": item.tagline,
+                    "studio": item.studio,
+                    "content_rating": item.content_rating,
+                    "genres": list(item.genres),
+                    "directors": list(item.directors),
+                    "cast": [{"name": r.tag, "role": r.role} for r in item.cast],
+                    "art_url": self.images.url(item.art, 1280, 720),
+                    "leaf_count": item.leaf_count,
+                    "child_count": item.child_count,
+                }
+            )
+        return body

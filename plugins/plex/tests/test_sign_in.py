@@ -1,0 +1,157 @@
+"""Slice 2: sign in with Plex, through the assembled app against the fakes."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+from medianest_server.plugin_api import ManualClock
+from medianest_server.testing import MediaNestClient
+
+from medianest_plex.testing import FakePlex, PlexAccount
+
+
+@pytest.fixture
+def medianest_plugins() -> list[str]:
+    return ["plex"]
+
+
+@pytest.fixture
+def medianest_settings(plex: FakePlex) -> dict[str, Any]:
+    return {
+        "plugins": {
+            "plex": {"url": plex.server_url, "token": plex.owner.token, "plex_tv_url": plex.tv_url}
+        }
+    }
+
+
+async def start(client: MediaNestClient, plex: FakePlex) -> int:
+    response = await client.get("/plex/login")
+    assert response.status == 200
+    text = await response.text()
+    pin_id = max(plex.tv.pins)
+    assert f"/plex/login/check?pin={pin_id}" in text
+    assert 'http-equiv="refresh"' in text and 'target="_blank"' in text
+    assert "https://app.plex.tv/auth#?" in html.unescape(text)
+    assert "<script" not in text.replace('<script type="module"', "")
+    assert plex.owner.token not in text
+    return pin_id
+
+
+async def check(client: MediaNestClient, pin_id: int, clock: ManualClock) -> Any:
+    clock.advance(3)  # the endpoint asks plex.tv at most once per 2 s per PIN
+    return await client.get(f"/plex/login/check?pin={pin_id}", allow_redirects=False)
+
+
+async def sign_in(
+    client: MediaNestClient, plex: FakePlex, clock: ManualClock, account: PlexAccount
+) -> Any:
+    pin_id = await start(client, plex)
+    waiting = await check(client, pin_id, clock)
+    assert waiting.status == 200 and "Sign in with Plex" in await waiting.text()
+    plex.tv.approve_pin(pin_id, account)
+    return await check(client, pin_id, clock)
+
+
+async def users(admin_client: MediaNestClient) -> list[str]:
+    body = await (await admin_client.get("/api/v1/admin/users")).json()
+    return [u["username"] for u in body["users"]]
+
+
+async def test_the_sign_in_page_offers_plex(
+    anonymous_client: MediaNestClient, admin_client: MediaNestClient
+) -> None:
+    text = await (await anonymous_client.get("/login")).text()
+    assert "Sign in with Plex" in text and "/plex/login" in text
+
+
+async def test_the_owner_signs_in_and_is_admin(
+    anonymous_client: MediaNestClient, plex: FakePlex, clock: ManualClock
+) -> None:
+    done = await sign_in(anonymous_client, plex, clock, plex.owner)
+    assert done.status == 303 and done.headers["Location"] == "/"
+    me = await (await anonymous_client.get("/api/v1/me")).json()
+    assert (me["username"], me["role"]) == (plex.owner.username, "admin")
+
+
+async def test_a_friend_signs_in_as_a_user_and_returns_to_the_same_account(
+    anonymous_client: MediaNestClient,
+    plex: FakePlex,
+    clock: ManualClock,
+    medianest_app: TestServer,
+    aiohttp_client: Any,
+) -> None:
+    bob = plex.tv.add_friend("bob", sections=[1])
+    assert (await sign_in(anonymous_client, plex, clock, bob)).status == 303
+    me = await (await anonymous_client.get("/api/v1/me")).json()
+    assert (me["username"], me["role"]) == ("bob", "user")
+
+    again: MediaNestClient = await aiohttp_client(medianest_app)
+    assert (await sign_in(again, plex, clock, bob)).status == 303
+    assert (await (await again.get("/api/v1/me")).json())["id"] == me["id"]
+
+
+async def test_a_stranger_is_refused_and_nothing_is_created(
+    anonymous_client: MediaNestClient,
+    admin_client: MediaNestClient,
+    plex: FakePlex,
+    clock: ManualClock,
+) -> None:
+    before = await users(admin_client)
+    stranger = plex.tv.add_stranger("mallory")
+    refused = await sign_in(anonymous_client, plex, clock, stranger)
+    assert refused.status == 403
+    assert "has no access to this Plex server" in await refused.text()
+    assert (await anonymous_client.get("/api/v1/me")).status == 401
+    assert await users(admin_client) == before
+
+
+async def test_an_expired_pin_says_so_and_offers_to_try_again(
+    anonymous_client: MediaNestClient, plex: FakePlex, clock: ManualClock
+) -> None:
+    pin_id = await start(anonymous_client, plex)
+    plex.tv.expire_pin(pin_id)
+    expired = await check(anonymous_client, pin_id, clock)
+    assert expired.status == 410
+    text = await expired.text()
+    assert "expired" in text and 'href="/plex/login"' in text
+
+
+async def test_plex_tv_down_is_a_clear_page_not_a_500(
+    anonymous_client: MediaNestClient, plex: FakePlex, clock: ManualClock
+) -> None:
+    pin_id = await start(anonymous_client, plex)
+    await plex.stop_tv()
+    down = await check(anonymous_client, pin_id, clock)
+    assert down.status == 503
+    assert "plex.tv cannot be reached" in await down.text()
+    again = await anonymous_client.get("/plex/login")
+    assert again.status == 503
+
+
+async def test_nobody_can_complete_a_pin_started_in_another_browser(
+    anonymous_client: MediaNestClient,
+    plex: FakePlex,
+    clock: ManualClock,
+    medianest_app: TestServer,
+    aiohttp_client: Any,
+) -> None:
+    pin_id = await start(anonymous_client, plex)
+    plex.tv.approve_pin(pin_id, plex.owner)
+    thief: MediaNestClient = await aiohttp_client(medianest_app)
+    stolen = await check(thief, pin_id, clock)
+    assert stolen.status == 400
+    assert (await thief.get("/api/v1/me")).status == 401
+    assert (await check(anonymous_client, pin_id, clock)).status == 303
+
+
+async def test_polling_asks_plex_tv_gently(
+    anonymous_client: MediaNestClient, plex: FakePlex, clock: ManualClock
+) -> None:
+    pin_id = await start(anonymous_client, plex)
+    path = f"/api/v2/pins/{pin_id}"
+    for _ in range(5):
+        assert (await anonymous_client.get(f"/plex/login/check?pin={pin_id}")).status == 200
+    assert plex.tv.requests[path] == 1

@@ -1,0 +1,105 @@
+"""Slice 4: dashboard widgets and Plex's webhooks."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from medianest_server.testing import MediaNestClient
+from medianest_server.web.webhooks import webhook_secret  # no public way to learn it yet
+
+from medianest_plex.testing import FakePlex
+
+
+@pytest.fixture
+def medianest_plugins() -> list[str]:
+    return ["plex"]
+
+
+@pytest.fixture
+def medianest_settings(plex: FakePlex) -> dict[str, Any]:
+    return {
+        "plugins": {
+            "plex": {"url": plex.server_url, "token": plex.owner.token, "plex_tv_url": plex.tv_url}
+        }
+    }
+
+
+def hook_url(app: TestServer) -> str:
+    return f"/api/v1/webhooks/plex/events/{webhook_secret(app.app, 'plex', 'events')}"
+
+
+def multipart(payload: Any, *, raw: str | None = None) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    form.add_field("payload", raw if raw is not None else json.dumps(payload))
+    form.add_field("thumb", b"\xff\xd8\xff", filename="thumb.jpg", content_type="image/jpeg")
+    return form
+
+
+async def widget(client: MediaNestClient, widget_id: str) -> str:
+    response = await client.get(f"/dashboard/widgets/plex/{widget_id}")
+    assert response.status == 200
+    return html.unescape(await response.text())
+
+
+async def test_the_dashboard_shows_status_recent_and_libraries(
+    admin_client: MediaNestClient, plex: FakePlex
+) -> None:
+    assert f"Plex {plex.server.version}" in await widget(admin_client, "status")
+    assert "active stream" in await widget(admin_client, "status")
+    assert "Movies" in await widget(admin_client, "libraries")
+    recent = await widget(admin_client, "recent")
+    assert "/plex/item/" in recent and "/plex/photo?" in recent
+
+
+async def test_library_new_publishes_guids_and_reaches_recently_added(
+    admin_client: MediaNestClient,
+    anonymous_client: MediaNestClient,
+    medianest_app: TestServer,
+    plex: FakePlex,
+) -> None:
+    await widget(admin_client, "recent")  # cached now
+    item = plex.server.add_item(1, "Brand New Film", "/data/movies/Brand New Film.mkv")
+    payload = {
+        "event": "library.new",
+        "Metadata": {
+            "ratingKey": str(item.rating_key),
+            "title": "Brand New Film",
+            "type": "movie",
+            "librarySectionID": 1,
+            "Guid": [{"id": "tmdb://12345"}, {"id": "imdb://tt0012345"}],
+        },
+    }
+    response = await anonymous_client.post(hook_url(medianest_app), data=multipart(payload))
+    assert response.status == 200
+    assert (await response.json())["guids"] == ["tmdb://12345", "imdb://tt0012345"]
+    assert "Brand New Film" in await widget(admin_client, "recent")
+
+
+async def test_malformed_payload_is_400_and_wrong_secret_401(
+    anonymous_client: MediaNestClient, medianest_app: TestServer
+) -> None:
+    bad = await anonymous_client.post(hook_url(medianest_app), data=multipart(None, raw="{nope"))
+    assert bad.status == 400
+    no_metadata = await anonymous_client.post(
+        hook_url(medianest_app), data=multipart({"event": "library.new"})
+    )
+    assert no_metadata.status == 400
+    wrong = await anonymous_client.post(
+        "/api/v1/webhooks/plex/events/wrong", data=multipart({"event": "media.play"})
+    )
+    assert wrong.status == 401
+
+
+async def test_other_events_are_accepted_and_ignored(
+    anonymous_client: MediaNestClient, medianest_app: TestServer
+) -> None:
+    response = await anonymous_client.post(
+        hook_url(medianest_app), data=multipart({"event": "media.play", "Metadata": {}})
+    )
+    assert response.status == 200
+    assert (await response.json())["handled"] is False
