@@ -34,6 +34,7 @@ from .routing import Access, Routes
 from .secretbox import SecretBox, SecretBoxError
 from .tasks import Task
 from .web.access import current_user
+from .web.templating import render_page
 
 __all__ = [
     "Access",
@@ -82,4 +83,5 @@ __all__ = [
     "current_user",
     "hookimpl",
     "make_event",
+    "render_page",
 ]

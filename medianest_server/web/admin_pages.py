@@ -23,6 +23,7 @@ from ..settings import PluginSettings
 from .access import USER
 from .templating import page_template, render_page
 from .validation import load_form, load_query
+from .webhooks import webhook_urls
 
 routes = Routes()
 CSRF = ("csrf_token",)
@@ -196,7 +197,13 @@ async def _plugins_page(
     for record in request.app[PLUGINS].records.values():
         if record.builtin:
             continue
-        plugins.append({**record.as_dict(), "fields": settings.fields(record)})
+        plugins.append(
+            {
+                **record.as_dict(),
+                "fields": settings.fields(record),
+                "webhooks": webhook_urls(request.app, record.name) if record.active else [],
+            }
+        )
     context = {
         "plugins": plugins,
         "message": message,

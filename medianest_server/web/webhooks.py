@@ -59,3 +59,23 @@ def _guard(plugin: str, hook: Webhook) -> Handler:
         return await hook.handler(request)
 
     return checked
+
+
+def webhook_urls(app: web.Application, plugin: str) -> list[tuple[str, str]]:
+    """(hook name, full URL with its secret) for each of a plugin's webhooks: what an admin
+    pastes into the sending service. Shown to admins only."""
+    from ..appkeys import CONFIG
+    from .access import ROUTE_TABLE
+
+    base = app[CONFIG].server.base_url.rstrip("/")
+    prefix = f"/api/v1/webhooks/{plugin}"
+    found = []
+    for info in app[ROUTE_TABLE].values():
+        if info.plugin != plugin or info.method != "POST" or not info.path.endswith("/{secret}"):
+            continue
+        if not info.path.startswith(prefix):
+            continue
+        name = info.path[len(prefix) :].removesuffix("/{secret}").strip("/")
+        url = base + info.path.replace("{secret}", webhook_secret(app, plugin, name))
+        found.append((name, url))
+    return sorted(found)

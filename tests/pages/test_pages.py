@@ -229,3 +229,17 @@ async def test_error_pages_are_styled_and_carry_the_request_id(make_site: MakeSi
     assert "req-403" in text and "medianest.css" in text
     missing = await client.get("/no/such/page", headers={"X-Request-ID": "req-404"})
     assert missing.status == 404 and "req-404" in await missing.text()
+
+
+async def test_admins_see_each_plugins_webhook_address_with_its_secret(
+    make_site: MakeSite,
+) -> None:
+    from medianest_server.web.webhooks import webhook_secret
+
+    site = await make_site(plugins=[sample("hooks_demo")])
+    _, admin = await site.admin()
+    page = await (await admin.get("/admin/plugins")).text()
+    secret = webhook_secret(site.app, "hooks_demo", "ping")
+    assert f"/api/v1/webhooks/hooks_demo/ping/{secret}" in page
+    _, user = await site.user("alice")
+    assert secret not in await (await user.get("/admin/plugins")).text()
