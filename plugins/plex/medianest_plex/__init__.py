@@ -12,6 +12,8 @@ from urllib.parse import urlencode
 
 from marshmallow import Schema
 from medianest_server.plugin_api import (
+    Event,
+    EventHandler,
     HealthCheck,
     HealthResult,
     LoginProvider,
@@ -156,6 +158,22 @@ def medianest_dashboard_widgets(ctx: PluginContext, user: User) -> list[Widget]:
 @hookimpl
 def medianest_webhooks(ctx: PluginContext) -> list[Webhook]:
     return [Webhook("events", webhook_handler(ctx))]
+
+
+@hookimpl
+def medianest_event_handlers(ctx: PluginContext) -> dict[str, EventHandler]:
+    async def download_completed(event: Event) -> None:
+        service = ctx.services.get(SERVICE_NAME, PlexService)
+        if service is None:
+            return
+        try:
+            done = await service.download_completed(event.data)
+        except (PlexError, ValueError) as exc:
+            ctx.log.warning("plex could not handle download %s: %s", event.id, exc)
+            return
+        ctx.log.info("plex handled download %s: %s", event.id, done)
+
+    return {"youtube.download.completed": download_completed}
 
 
 @hookimpl

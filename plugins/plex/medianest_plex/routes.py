@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp_jinja2
@@ -200,6 +201,64 @@ def build_routes(ctx: PluginContext) -> Routes:
         items = await ready().recently_added(who(request), section)
         return web.json_response({"items": items})
 
+    # -- collections -------------------------------------------------------------------
+
+    @routes.get("/collections", access="user")
+    async def api_collections(request: web.Request) -> web.Response:
+        section = request.query.get("section", "")
+        if not section.isdigit():
+            raise InvalidInput("Invalid section", details={"section": ["Not a library key."]})
+        items = await ready().collections(who(request), section)
+        return web.json_response({"section": section, "collections": items})
+
+    @routes.get("/collections/{id:\\d+}", access="user")
+    async def api_collection(request: web.Request) -> web.Response:
+        return web.json_response(await ready().collection(who(request), request.match_info["id"]))
+
+    @routes.post("/collections", access="admin", status=201)
+    async def api_create_collection(request: web.Request) -> web.Response:
+        body = await json_body(request)
+        problems: dict[str, list[str]] = {}
+        section = str(body.get("section", ""))
+        if not section.isdigit():
+            problems["section"] = ["Not a library key."]
+        title = body.get("title")
+        if not isinstance(title, str) or not title.strip() or len(title) > 200:
+            problems["title"] = ["A title of 1 to 200 characters."]
+        items = item_keys(body, problems)
+        if problems:
+            raise InvalidInput("Invalid collection", details=problems)
+        plex = ready()
+        with plex_refusal():
+            key = await plex.add_to_collection(section, str(title), items)
+        return web.json_response(await plex.collection(who(request), key), status=201)
+
+    @routes.post("/collections/{id:\\d+}/items", access="admin")
+    async def api_add_items(request: web.Request) -> web.Response:
+        problems: dict[str, list[str]] = {}
+        items = item_keys(await json_body(request), problems)
+        if problems:
+            raise InvalidInput("Invalid items", details=problems)
+        plex, key = ready(), request.match_info["id"]
+        with plex_refusal():
+            await plex.add_to_existing_collection(key, items)
+        return web.json_response(await plex.collection(who(request), key))
+
+    @routes.page("/collections/{section:\\d+}", access="user")
+    async def collections_page(request: web.Request) -> web.Response:
+        section = request.match_info["section"]
+
+        async def load(plex: PlexService, user: User) -> dict[str, Any]:
+            titles = {s["key"]: s["title"] for s in await plex.sections(user)}
+            if section not in titles:
+                raise PlexNotFound("Plex has no such library for you")
+            return {
+                "section": {"key": section, "title": titles[section]},
+                "collections": await plex.collections(user, section),
+            }
+
+        return await library_page(request, "plex/collections.html", load)
+
     # -- the library: pages ---------------------------------------------------------------
 
     async def library_page(
@@ -335,6 +394,44 @@ def webhook_handler(ctx: PluginContext) -> Callable[[web.Request], Awaitable[web
         return web.json_response({"ok": True, "handled": True, "guids": data["guids"]})
 
     return handle
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        raise InvalidInput("Send a JSON object")
+    return body
+
+
+def item_keys(body: Mapping[str, Any], problems: dict[str, list[str]]) -> list[str]:
+    items = body.get("items")
+    if (
+        not isinstance(items, list)
+        or not 1 <= len(items) <= 500
+        or not all(isinstance(i, (str, int)) and str(i).isdigit() for i in items)
+    ):
+        problems["items"] = ["1 to 500 rating keys."]
+        return []
+    return [str(i) for i in items]
+
+
+@contextmanager
+def plex_refusal() -> Iterator[None]:
+    """Plex answering 400 to a change (items of another library, a smart collection) is the
+    caller's mistake: 400, not 502."""
+    try:
+        yield
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    except PlexError as exc:
+        if exc.http_status == 400:
+            raise InvalidInput(
+                "Plex refused the change: are the items in that collection's library?"
+            ) from None
+        raise
 
 
 def browse_args(request: web.Request) -> dict[str, Any]:

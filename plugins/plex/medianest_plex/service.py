@@ -10,14 +10,16 @@ import asyncio
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from medianest_server.plugin_api import ExternalIdentity, PluginContext, User
 
 from .client import Pin, PlexClientInfo, PlexItem, PlexServerClient, PlexTvClient
+from .config import parse_mappings
 from .errors import PlexError, PlexUnauthorized
 from .images import ImageSigner
+from .models import PlexSection
 
 CLIENT_IDENTIFIER_FILE = "client_identifier"
 PROVIDER = "plex"
@@ -79,6 +81,8 @@ class PlexService:
         self.plex_tv = PlexTvClient(ctx.http, info, base_url=config["plex_tv_url"])
         self.server = PlexServerClient(ctx.http, config["url"], token=config["token"], info=info)
         self.images = ImageSigner(ctx.secrets.derive_key("plex images"))
+        self.mappings = parse_mappings(config.get("path_mappings") or ())
+        self._collection_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     @classmethod
     def start(cls, ctx: PluginContext) -> PlexService:
@@ -261,6 +265,46 @@ class PlexService:
         )
         return result
 
+    async def _collections_generation(self) -> int:
+        return int(await self.ctx.cache.get("collections_generation") or 0)
+
+    async def collections(self, user: User, section: str) -> list[dict[str, Any]]:
+        """The collections of a library, as `user` sees it."""
+
+        async def load(client: PlexServerClient) -> list[dict[str, Any]]:
+            return [
+                {**self.item_json(c), "child_count": c.child_count}
+                for c in await client.collections(section)
+            ]
+
+        generation = await self._collections_generation()
+        result: list[dict[str, Any]] = await self._cached(
+            user, f"collections:{generation}:{section}", self._ttl("library"), load
+        )
+        return result
+
+    async def collection(self, user: User, collection_id: str) -> dict[str, Any]:
+        """One collection with what it holds, as `user` sees it; `PlexNotFound` if none."""
+
+        async def load(client: PlexServerClient) -> dict[str, Any]:
+            collection = await client.collection(collection_id)
+            members = await client.collection_items(collection_id)
+            body = self.item_json(collection, detail=True)
+            body["items"] = [self.item_json(i) for i in members.items]
+            return body
+
+        generation = await self._collections_generation()
+        result: dict[str, Any] = await self._cached(
+            user, f"collection:{generation}:{collection_id}", self._ttl("library"), load
+        )
+        return result
+
+    async def add_to_existing_collection(self, collection_id: str, items: list[str]) -> None:
+        """Put `items` in the collection `collection_id` (with the owner's token)."""
+        await self.server.collection(collection_id)  # PlexNotFound unless a collection
+        await self.server.add_to_collection(collection_id, items)
+        await self._collections_changed()
+
     async def server_status(self, *, with_sessions: bool) -> dict[str, Any]:
         """Is the server up, which version, how fast; the active streams for admins."""
         started = self.ctx.clock.monotonic()
@@ -313,6 +357,154 @@ class PlexService:
         await self.ctx.cache.set("library_generation", self.ctx.clock.now().timestamp(), 86400)
         await self.ctx.emit("plex.library.updated", data, topic="all")
         return data
+
+    # -- for other plugins: refreshes and collections ------------------------------------
+
+    def plex_path(self, path: str) -> str | None:
+        """`path` on this machine as Plex sees it (`path_mappings`, the longest local prefix
+        wins); None when mappings are set and none holds it. Without mappings: unchanged."""
+        clean = str(PurePosixPath(path))
+        if not clean.startswith("/"):
+            return None
+        if not self.mappings:
+            return clean
+        for local, remote in self.mappings:
+            if local == "/" or clean == local or clean.startswith(local + "/"):
+                rest = clean[len(local) :].lstrip("/") if local != "/" else clean.lstrip("/")
+                return str(PurePosixPath(remote) / rest) if rest else remote
+        return None
+
+    async def section_for(self, plex_path: str) -> PlexSection | None:
+        """The library whose `Location` holds `plex_path` (the most specific one), or None."""
+        best: tuple[int, PlexSection] | None = None
+        for section in await self.server.sections():
+            for location in section.locations:
+                root = location.rstrip("/") or "/"
+                inside = root == "/" or plex_path == root or plex_path.startswith(root + "/")
+                if inside and (best is None or len(root) > best[0]):
+                    best = (len(root), section)
+        return best[1] if best else None
+
+    async def _locate(self, path: str) -> tuple[PlexSection, str] | None:
+        mapped = self.plex_path(path)
+        if mapped is None:
+            self.ctx.log.warning("plex refresh skipped: %s is under no path mapping", path)
+            return None
+        section = await self.section_for(mapped)
+        if section is None:
+            self.ctx.log.warning(
+                "plex refresh skipped: %s (Plex: %s) is in no Plex library", path, mapped
+            )
+            return None
+        return section, mapped
+
+    @staticmethod
+    def _folder(local_path: str, mapped: str) -> str:
+        """The folder to scan: `mapped` itself for a folder on this machine, else its parent."""
+        if Path(local_path).is_dir():
+            return mapped
+        return str(PurePosixPath(mapped).parent)
+
+    async def refresh_path(self, path: str) -> str | None:
+        """Scan only the folder of `path` (a file or folder on this machine) in the library
+        that holds it, as Plex sees it. Answers the library's key, or None (logged) when the
+        path is under no mapping or in no library. Raises `PlexError` if Plex fails."""
+        located = await self._locate(path)
+        if located is None:
+            return None
+        section, mapped = located
+        await self.server.refresh_section(section.key, self._folder(path, mapped))
+        return section.key
+
+    async def add_to_collection(
+        self, section: str | int, title: str, items: list[str] | tuple[str, ...]
+    ) -> str:
+        """Put `items` (rating keys) in the collection `title` of library `section`, creating
+        it if the library has none of that title. Answers the collection's rating key."""
+        title = " ".join(title.split())
+        if not title:
+            raise ValueError("a collection needs a title")
+        if not items:
+            raise ValueError("no items given")
+        section = str(section)
+        lock = self._collection_locks.setdefault((section, title.lower()), asyncio.Lock())
+        async with lock:
+            existing = next(
+                (c for c in await self.server.collections(section) if c.title == title), None
+            )
+            if existing is None:
+                created = await self.server.create_collection(section, title, list(items))
+                key = created.rating_key
+            else:
+                await self.server.add_to_collection(existing.rating_key, list(items))
+                key = existing.rating_key
+        await self._collections_changed()
+        return key
+
+    def scan_delays(self) -> list[float]:
+        """Waits between looks for a new item after a refresh: 0.25 s doubling to 5 s, in all
+        at most `scan_wait_seconds` (a bounded number of tries, whatever the clock does)."""
+        budget = float(self.ctx.config.get("scan_wait_seconds", 60.0))
+        delays: list[float] = []
+        delay = 0.25
+        while sum(delays) + delay <= budget:
+            delays.append(delay)
+            delay = min(delay * 2, 5.0)
+        return delays
+
+    async def wait_for_item(self, section: PlexSection, plex_file: str) -> PlexItem | None:
+        """The item whose media file is `plex_file` (as Plex sees it), once Plex lists it among
+        the newest of `section`; None if it did not appear within `scan_wait_seconds`."""
+        item_type = "episode" if section.type == "show" else section.type
+        deadline = self.ctx.clock.monotonic() + float(self.ctx.config["scan_wait_seconds"])
+        delays = self.scan_delays()
+        for attempt in range(len(delays) + 1):
+            page = await self.server.browse(
+                section.key, start=0, size=50, sort="addedAt:desc", item_type=item_type
+            )
+            found = next((i for i in page.items if plex_file in i.files), None)
+            if found is not None:
+                return found
+            if attempt == len(delays) or self.ctx.clock.monotonic() > deadline:
+                break
+            await asyncio.sleep(delays[attempt])
+        return None
+
+    async def download_completed(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """A `youtube.download.completed` event: refresh the folder of `path` in its library,
+        then, for a download from a playlist, put the new item in the collection named after
+        the playlist once Plex lists it. Answers what was done (for logs and tests)."""
+        path = data.get("path")
+        if not isinstance(path, str) or not path:
+            self.ctx.log.warning("youtube.download.completed without a path: ignored")
+            return {"refreshed": None}
+        located = await self._locate(path)
+        if located is None:
+            return {"refreshed": None}
+        section, mapped = located
+        await self.server.refresh_section(section.key, self._folder(path, mapped))
+        result: dict[str, Any] = {"refreshed": section.key, "collection": None}
+        playlist = data.get("playlist")
+        if not isinstance(playlist, str) or not playlist.strip():
+            return result
+        item = await self.wait_for_item(section, mapped)
+        if item is None:
+            self.ctx.log.warning(
+                "plex did not list %s within %s s: not added to collection %r",
+                mapped,
+                self.ctx.config["scan_wait_seconds"],
+                playlist,
+            )
+            return result
+        result["collection"] = await self.add_to_collection(
+            section.key, playlist, [item.rating_key]
+        )
+        result["rating_key"] = item.rating_key
+        return result
+
+    async def _collections_changed(self) -> None:
+        generation = int(await self.ctx.cache.get("collections_generation") or 0)
+        await self.ctx.cache.set("collections_generation", generation + 1, 86400)
 
     def item_json(self, item: PlexItem, *, detail: bool = False) -> dict[str, Any]:
         """An item for pages and the JSON API: images as signed proxy URLs, never a token."""

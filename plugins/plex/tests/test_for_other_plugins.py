@@ -1,0 +1,141 @@
+"""Slice 5: what other plugins use: refresh_path, add_to_collection, youtube downloads."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+from medianest_server.appkeys import SERVICES
+from medianest_server.plugin_api import make_event
+
+from medianest_plex.config import PlexSettings, ValidationError, parse_mappings
+from medianest_plex.service import PlexService
+from medianest_plex.testing import FakePlex
+
+
+@pytest.fixture
+def medianest_plugins() -> list[str]:
+    return ["plex"]
+
+
+@pytest.fixture
+def medianest_settings(plex: FakePlex) -> dict[str, Any]:
+    return {
+        "plugins": {
+            "plex": {
+                "url": plex.server_url,
+                "token": plex.owner.token,
+                "plex_tv_url": plex.tv_url,
+                "path_mappings": ["/srv/media=/data", "/srv/media/youtube=/data/youtube"],
+            }
+        }
+    }
+
+
+def plex_service(app: TestServer) -> PlexService:
+    service = app.app[SERVICES].registry.get("plex", PlexService)
+    assert service is not None
+    return service
+
+
+def test_path_mappings_are_checked_and_longest_first() -> None:
+    loaded = PlexSettings().load({"path_mappings": ["/a=/x", "/a/b/=/y/"]})
+    assert parse_mappings(loaded["path_mappings"]) == [("/a/b", "/y"), ("/a", "/x")]
+    with pytest.raises(ValidationError):
+        PlexSettings().load({"path_mappings": ["no-equals-sign"]})
+    with pytest.raises(ValidationError):
+        PlexSettings().load({"path_mappings": ["relative=/data"]})
+
+
+async def test_plex_path_maps_only_what_a_mapping_holds(medianest_app: TestServer) -> None:
+    plex = plex_service(medianest_app)
+    assert plex.plex_path("/srv/media/youtube/Mix/a.mp4") == "/data/youtube/Mix/a.mp4"
+    assert plex.plex_path("/srv/media/movies/b.mkv") == "/data/movies/b.mkv"
+    assert plex.plex_path("/srv/mediaX/b.mkv") is None
+    assert plex.plex_path("/elsewhere/b.mkv") is None
+
+
+async def test_refresh_path_scans_only_the_folder_in_its_library(
+    medianest_app: TestServer, plex: FakePlex
+) -> None:
+    service = plex_service(medianest_app)
+    key = await service.refresh_path("/srv/media/youtube/My Mix/Video.mp4")
+    assert key == "3"
+    [call] = plex.server.refresh_calls
+    assert (call.section_key, call.path) == ("3", "/data/youtube/My Mix")
+    assert await service.refresh_path("/elsewhere/Video.mp4") is None
+    assert await service.refresh_path("/srv/media/music/Song.mp3") is None  # no such library
+    assert len(plex.server.refresh_calls) == 1
+
+
+async def test_add_to_collection_creates_once_then_reuses(
+    medianest_app: TestServer, plex: FakePlex
+) -> None:
+    service = plex_service(medianest_app)
+    first, second = (plex.server.add_item(3, t, f"/data/youtube/{t}.mp4") for t in ("A", "B"))
+    key = await service.add_to_collection("3", "My Mix", [str(first.rating_key)])
+    again = await service.add_to_collection(3, "My Mix", [str(second.rating_key)])
+    assert key == again
+    [collection] = plex.server.collections_named("My Mix")
+    assert collection.members == (first.rating_key, second.rating_key)
+
+
+async def publish_download(app: TestServer, path: str, playlist: str | None = None) -> None:
+    data = {"user_id": 1, "path": path, "playlist": playlist, "title": path.rsplit("/", 1)[-1]}
+    await app.app[SERVICES].events.publish(
+        make_event("youtube.download.completed", data, topic="user:1")
+    )
+
+
+async def until(check: Callable[[], bool], seconds: float = 5.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not check():
+            await asyncio.sleep(0.02)
+
+
+async def test_a_download_refreshes_its_folder_once_without_a_playlist(
+    medianest_app: TestServer, plex: FakePlex
+) -> None:
+    await publish_download(medianest_app, "/srv/media/youtube/Single.mp4")
+    await plex.server.wait_for_refresh(1)
+    await asyncio.sleep(0.1)
+    [call] = plex.server.refresh_calls
+    assert (call.section_key, call.path) == ("3", "/data/youtube")
+    assert not [c for c in plex.server.sections[3].collections]
+
+
+async def test_a_playlist_download_lands_in_one_collection_named_after_it(
+    medianest_app: TestServer, plex: FakePlex
+) -> None:
+    for n in (1, 2):
+        local = f"/srv/media/youtube/Road Trip/Video {n}.mp4"
+        await publish_download(medianest_app, local, playlist="Road Trip")
+        await plex.server.wait_for_refresh(n)
+        await asyncio.sleep(0.05)  # the plugin looks once before Plex's scan finds it
+        item = plex.server.add_item(3, f"Video {n}", f"/data/youtube/Road Trip/Video {n}.mp4")
+        await until(
+            lambda item=item: any(  # type: ignore[misc]
+                item.rating_key in c.members for c in plex.server.collections_named("Road Trip")
+            )
+        )
+    assert [(c.section_key, c.path) for c in plex.server.refresh_calls] == [
+        ("3", "/data/youtube/Road Trip")
+    ] * 2
+    [collection] = plex.server.collections_named("Road Trip")
+    assert len(collection.members) == 2
+
+
+async def test_a_download_outside_every_mapping_or_library_is_ignored(
+    medianest_app: TestServer, plex: FakePlex, caplog: pytest.LogCaptureFixture
+) -> None:
+    await publish_download(medianest_app, "/tmp/elsewhere/Video.mp4", playlist="X")
+    await publish_download(medianest_app, "/srv/media/music/Song.mp3", playlist="X")
+    await publish_download(medianest_app, "/srv/media/youtube/Last.mp4")  # handled in order
+    await plex.server.wait_for_refresh(1)
+    await asyncio.sleep(0.1)
+    assert [c.section_key for c in plex.server.refresh_calls] == ["3"]
+    assert not plex.server.collections_named("X")
+    assert "under no path mapping" in caplog.text and "in no Plex library" in caplog.text
