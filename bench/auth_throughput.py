@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,57 +36,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from benchsite import PASSWORD, browser_cookie, free_port, seed_database, write_config
+
 TARGET_RPS = 3000
 HASH_TARGET_MS = (50, 250)
-PASSWORD = "bench-password-7f3a91c2"
 SHA_REPEAT = 1000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def write_config(tmp: Path) -> Path:
-    import tomli_w
-
-    from medianest_server.config import default_document
-
-    document = default_document()
-    document["auth"]["api_requests_per_minute"] = 0
-    document["database"]["url"] = "sqlite:///data/medianest.db"
-    document["server"]["data_dir"] = "data"
-    path = tmp / "medianest.toml"
-    path.write_bytes(tomli_w.dumps(document).encode())
-    return path
-
-
-async def seed_database(config_path: Path) -> str:
-    """Migrate the database, create an admin and a user; return the user's personal API token."""
-    from medianest_server.auth.tokens import ApiTokenService
-    from medianest_server.auth.users import UserService
-    from medianest_server.config import load_config
-    from medianest_server.db import (
-        CORE_MIGRATIONS,
-        apply_migrations,
-        load_migrations,
-        open_database,
-    )
-
-    config = load_config(config_path, environ={})
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = open_database(config.database.url, base_dir=config.base_dir)
-    await db.connect()
-    try:
-        await apply_migrations(db, load_migrations("core", CORE_MIGRATIONS, db.dialect))
-        users = UserService(db)
-        await users.create("admin", password=PASSWORD, role="admin")
-        user = await users.create("bench", password=PASSWORD, role="user")
-        raw, _ = await ApiTokenService(db).create(user.id, "bench")
-    finally:
-        await db.close()
-    return raw
 
 
 def start_server(
@@ -115,27 +68,16 @@ async def sign_in(base: str) -> tuple[str, str]:
     """The browser session cookie (via the /login form) and a JWT access token."""
     import aiohttp
 
-    async with aiohttp.ClientSession() as client:
-        async with client.get(f"{base}/login", allow_redirects=False) as resp:
-            html = await resp.text()
-            assert resp.status == 200, (resp.status, html[:300])
-            pre = resp.cookies["medianest_pre"].value
-        match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-        assert match, "no csrf_token field in /login"
-        async with client.post(
-            f"{base}/login",
-            data={"csrf_token": match.group(1), "username": "bench", "password": PASSWORD},
-            headers={"Cookie": f"medianest_pre={pre}"},
-            allow_redirects=False,
-        ) as resp:
-            assert resp.status == 303, (resp.status, (await resp.text())[:300])
-            session = resp.cookies["medianest_session"].value
-        async with client.post(
+    cookie = await browser_cookie(base)
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(
             f"{base}/api/v1/auth/token", json={"username": "bench", "password": PASSWORD}
-        ) as resp:
-            body = await resp.json()
-            assert resp.status == 200, body
-    return f"medianest_session={session}", body["access_token"]
+        ) as resp,
+    ):
+        body = await resp.json()
+        assert resp.status == 200, body
+    return cookie, body["access_token"]
 
 
 def check_once(url: str, headers: dict[str, str], auth_method: str | None) -> None:
@@ -295,7 +237,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         config = write_config(tmp)
-        api_token = asyncio.run(seed_database(config))
+        api_token = asyncio.run(seed_database(config, token=True))
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         server = start_server(config, port, env, tmp / "server.log")

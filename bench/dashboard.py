@@ -42,7 +42,6 @@ import os
 import pstats
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,8 +55,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from benchsite import browser_cookie, free_port, seed_database, write_config
+
 TARGET_PAGES = 800
-PASSWORD = "bench-password-7f3a91c2"
 PLUGIN = "benchwidgets"
 WIDGET_IDS = ("recent", "queue", "status", "stats")
 
@@ -151,12 +151,6 @@ LAUNCHER = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def write_plugin(tmp: Path) -> Path:
     """The throwaway plugin module, its templates, and the launcher; returns the launcher."""
     (tmp / f"{PLUGIN}.py").write_text(PLUGIN_MODULE)
@@ -177,45 +171,6 @@ def import_plugin(tmp: Path) -> ModuleType:
     sys.modules[PLUGIN] = module
     spec.loader.exec_module(module)
     return module
-
-
-def write_config(tmp: Path) -> Path:
-    import tomli_w
-
-    from medianest_server.config import default_document
-
-    document = default_document()
-    document["auth"]["api_requests_per_minute"] = 0
-    document["database"]["url"] = "sqlite:///data/medianest.db"
-    document["server"]["data_dir"] = "data"
-    document["server"]["log_level"] = "warning"
-    path = tmp / "medianest.toml"
-    path.write_bytes(tomli_w.dumps(document).encode())
-    return path
-
-
-async def seed_database(config_path: Path) -> None:
-    """Migrate the database, create an admin (so setup is done) and the signed-in user."""
-    from medianest_server.auth.users import UserService
-    from medianest_server.config import load_config
-    from medianest_server.db import (
-        CORE_MIGRATIONS,
-        apply_migrations,
-        load_migrations,
-        open_database,
-    )
-
-    config = load_config(config_path, environ={})
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = open_database(config.database.url, base_dir=config.base_dir)
-    await db.connect()
-    try:
-        await apply_migrations(db, load_migrations("core", CORE_MIGRATIONS, db.dialect))
-        users = UserService(db)
-        await users.create("admin", password=PASSWORD, role="admin")
-        await users.create("bench", password=PASSWORD, role="user")
-    finally:
-        await db.close()
 
 
 def start_server(launcher: Path, config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -250,24 +205,7 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 
 async def sign_in(base: str) -> str:
     """The browser session cookie, through the /login form (as a browser signs in)."""
-    import aiohttp
-
-    async with aiohttp.ClientSession() as client:
-        async with client.get(f"{base}/login", allow_redirects=False) as resp:
-            html = await resp.text()
-            assert resp.status == 200, (resp.status, html[:300])
-            pre = resp.cookies["medianest_pre"].value
-        match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-        assert match, "no csrf_token field in /login"
-        async with client.post(
-            f"{base}/login",
-            data={"csrf_token": match.group(1), "username": "bench", "password": PASSWORD},
-            headers={"Cookie": f"medianest_pre={pre}"},
-            allow_redirects=False,
-        ) as resp:
-            assert resp.status == 303, (resp.status, (await resp.text())[:300])
-            session = resp.cookies["medianest_session"].value
-    return f"medianest_session={session}"
+    return await browser_cookie(base)
 
 
 def fetch(url: str, headers: dict[str, str]) -> tuple[int, str]:

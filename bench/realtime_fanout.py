@@ -36,7 +36,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchsite import free_port, seed_database, write_config
 
 TARGET_P99_MS = 250.0
 PUBLISH_GAP_SECONDS = 0.25  # between publishes, once every client has the previous one
@@ -99,12 +100,6 @@ def raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_kb(pid: int) -> int:
@@ -361,47 +356,6 @@ def redis_channel() -> str:
     return channel
 
 
-def write_config(tmp: Path, redis_url: str) -> Path:
-    import tomli_w
-
-    from medianest_server.config import default_document
-
-    document = default_document()
-    document["auth"]["api_requests_per_minute"] = 0
-    document["database"]["url"] = "sqlite:///data/medianest.db"
-    document["server"]["data_dir"] = "data"
-    document["server"]["log_level"] = "warning"
-    document["redis"]["url"] = redis_url
-    path = tmp / "medianest.toml"
-    path.write_bytes(tomli_w.dumps(document).encode())
-    return path
-
-
-async def seed_database(config_path: Path) -> str:
-    """Migrate the database and create a user; return the user's personal API token."""
-    from medianest_server.auth.tokens import ApiTokenService
-    from medianest_server.auth.users import UserService
-    from medianest_server.config import load_config
-    from medianest_server.db import (
-        CORE_MIGRATIONS,
-        apply_migrations,
-        load_migrations,
-        open_database,
-    )
-
-    config = load_config(config_path, environ={})
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = open_database(config.database.url, base_dir=config.base_dir)
-    await db.connect()
-    try:
-        await apply_migrations(db, load_migrations("core", CORE_MIGRATIONS, db.dialect))
-        user = await UserService(db).create("bench", role="user")
-        raw, _ = await ApiTokenService(db).create(user.id, "bench")
-    finally:
-        await db.close()
-    return raw
-
-
 @dataclass
 class Run:
     name: str
@@ -461,8 +415,9 @@ async def run_against(
 async def bench_medianest(args: argparse.Namespace, tmp: Path, redis_url: str) -> Run:
     import redis
 
-    config = write_config(tmp, redis_url)
-    token = await seed_database(config)
+    config = write_config(tmp, redis={"url": redis_url})
+    token = await seed_database(config, admin=False, password=None, token=True)
+    assert token is not None
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIANEST_")}
