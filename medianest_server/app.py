@@ -198,14 +198,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         core = load_migrations("core", CORE_MIGRATIONS, db.dialect)
         _log_applied(await apply_migrations(db, core))
         manager = app[PLUGINS]
-        applied_plugins = []
-        for record, migrations in manager.collect_migrations(db.dialect):
-            try:
-                _log_applied(await apply_migrations(db, migrations))
-                applied_plugins += migrations
-            except Exception as exc:
-                manager.fail(record, "migrations", str(exc))
-        app[MIGRATIONS] = core + applied_plugins
+        _log_applied(await manager.apply_migrations(db))
+        app[MIGRATIONS] = core + manager.known_migrations()
         yield
     finally:
         await db.close()

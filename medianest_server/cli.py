@@ -183,8 +183,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             applied = await apply_migrations(
                 db, load_migrations("core", CORE_MIGRATIONS, db.dialect)
             )
-            for _record, migration_set in manager.collect_migrations(db.dialect):
-                applied += await apply_migrations(db, migration_set)
+            applied += await manager.apply_migrations(db)
         finally:
             await db.close()
         for record in manager.records.values():
@@ -194,7 +193,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             print(f"applied {migration.component} {migration.name}")
         if not applied:
             print("database is up to date")
-        return EXIT_OK
+        failed = any(r.stage == "migrations" for r in manager.records.values())
+        return EXIT_FAILED if failed else EXIT_OK
 
     try:
         return asyncio.run(migrate())
@@ -215,9 +215,13 @@ def _plugin_manager(config: Config) -> PluginManager:
 def cmd_plugins(args: argparse.Namespace) -> int:
     """One line per plugin: name, distribution, version, status, hooks, error."""
     config = _load(args)
+    try:
+        dialect = open_database(config.database.url, base_dir=config.base_dir).dialect
+    except UnknownDatabaseURL as exc:
+        return _fail(f"database.url: {exc}", EXIT_CONFIG)
     logging.disable(logging.ERROR)  # failures are in the table; don't print them twice
     manager = _plugin_manager(config)
-    manager.collect_migrations(_dialect(config))
+    manager.collect_migrations(dialect)
     logging.disable(logging.NOTSET)
     for record in manager.records.values():
         if record.builtin:
@@ -261,12 +265,6 @@ def cmd_user_setup_code(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(code)
     return EXIT_OK
-
-
-def _dialect(config: Config) -> str:
-    return (
-        "postgresql" if config.database.url.startswith(("postgresql:", "postgres:")) else "sqlite"
-    )
 
 
 def cmd_check(args: argparse.Namespace) -> int:

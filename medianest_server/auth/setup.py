@@ -8,6 +8,7 @@ creates the first admin, so two people racing through setup cannot both win.
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 
 from ..clock import SYSTEM_CLOCK, Clock
@@ -39,28 +40,42 @@ class SetupService:
         return await self.users.count() == 0
 
     async def code(self) -> str | None:
-        """The setup code while setup is pending (made on first ask), else None."""
+        """The setup code while setup is pending (made on first ask), else None.
+
+        Two first asks at once (the start-up log line and a browser) get the same code: the
+        insert keeps whichever was stored first.
+        """
         if not await self.pending():
             return None
-        stored = await self.db.fetch_val(
+        stored = await self._stored()
+        if stored is None:
+            await self.db.execute(
+                "INSERT INTO settings (key, value, updated_at) VALUES (:key, :value, :now)"
+                " ON CONFLICT (key) DO NOTHING",
+                {
+                    "key": SETTING,
+                    "value": json.dumps(self.box.encrypt(new_code())),
+                    "now": self.clock.now(),
+                },
+            )
+            stored = await self._stored()
+        return stored
+
+    async def _stored(self) -> str | None:
+        """The stored code; one the secret box cannot read (the secret_key changed) is dropped."""
+        value = await self.db.fetch_val(
             "SELECT value FROM settings WHERE key = :key", {"key": SETTING}
         )
-        if isinstance(stored, str):
-            try:
-                return self.box.decrypt(stored)
-            except SecretBoxError:
-                pass  # the secret_key changed: make a new code
-        code = new_code()
-        await self.db.execute("DELETE FROM settings WHERE key = :key", {"key": SETTING})
-        await self.db.execute(
-            "INSERT INTO settings (key, value, updated_at) VALUES (:key, :value, :now)",
-            {
-                "key": SETTING,
-                "value": _json_string(self.box.encrypt(code)),
-                "now": self.clock.now(),
-            },
-        )
-        return code
+        if not isinstance(value, str):
+            return None
+        try:
+            return self.box.decrypt(value)
+        except SecretBoxError:
+            await self.db.execute(
+                "DELETE FROM settings WHERE key = :key AND value = :value",
+                {"key": SETTING, "value": json.dumps(value)},
+            )
+            return None
 
     async def complete(self, code: str, username: str, password: str) -> User:
         """Create the first admin if `code` is right; the code is gone afterwards."""
@@ -75,9 +90,3 @@ class SetupService:
             if claimed == 0:
                 raise Forbidden("setup is already complete")
             return await self.users.create(username, password=password, role="admin", conn=conn)
-
-
-def _json_string(text: str) -> str:
-    import json
-
-    return json.dumps(text)

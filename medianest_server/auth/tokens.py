@@ -9,7 +9,6 @@ only HS256 with a known kid is accepted, so `alg: none` and foreign keys are ref
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -183,7 +182,3 @@ class AccessTokens:
 
 def looks_like_api_token(value: str) -> bool:
     return value.startswith(TOKEN_PREFIX) and value.count("_") >= 2
-
-
-def constant_time_equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

@@ -26,7 +26,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields
 
 from .. import hookspecs
 from ..config import Config
-from ..db import Migration, load_migrations
+from ..db import Database, DatabaseError, Migration, apply_migrations, load_migrations
 from ..logs import redactor
 from .context import PluginContext
 
@@ -428,6 +428,21 @@ class PluginManager:
             if migrations:
                 collected.append((record, migrations))
         return collected
+
+    async def apply_migrations(self, db: Database) -> list[Migration]:
+        """Apply every active plugin's migrations; a plugin whose migration fails (it rolls
+        back whole) is disabled alone. Returns the migrations applied now."""
+        applied: list[Migration] = []
+        for record, migrations in self.collect_migrations(db.dialect):
+            try:
+                applied += await apply_migrations(db, migrations)
+            except DatabaseError as exc:
+                self.fail(record, "migrations", str(exc))
+        return applied
+
+    def known_migrations(self) -> list[Migration]:
+        """The migrations of the active plugins (what readiness expects to find applied)."""
+        return [m for record in self.active() for m in record.migrations]
 
     async def start(self) -> None:
         """Run every active plugin's `medianest_startup`, one at a time, each isolated."""

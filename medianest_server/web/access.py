@@ -73,11 +73,6 @@ def current_user(request: web.Request) -> User | None:
     return request.get(USER)
 
 
-def route_info(request: web.Request) -> MountedRoute | None:
-    route = request.match_info.route
-    return request.app[ROUTE_TABLE].get(route)
-
-
 @web.middleware
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     match_info = request.match_info

@@ -6,6 +6,7 @@ from aiohttp import web
 from marshmallow import Schema, fields, validate
 
 from ..appkeys import PLUGINS, SERVICES
+from ..auth import administration
 from ..auth.models import ROLES
 from ..auth.services import AUTH_SERVICES, AuthServices
 from ..errors import InvalidInput
@@ -77,23 +78,17 @@ async def list_users(request: web.Request) -> web.Response:
 async def create_user(request: web.Request) -> web.Response:
     """A local account with a password (people with Plex accounts sign in with Plex instead)."""
     body = await load_json(request, NewUser())
-    auth, actor = _auth(request), request[USER]
-    user = await auth.users.create(
+    created = await administration.create_user(
+        _auth(request),
+        request[USER],
         body["username"],
-        password=body["password"],
+        body["password"],
         role=body["role"],
         display_name=body["display_name"],
         email=body["email"],
-    )
-    await auth.audit.record(
-        "user.created",
-        actor=actor,
         ip=request.remote,
-        target_type="user",
-        target_id=user.id,
-        details={"username": user.username, "role": user.role},
     )
-    return web.json_response((await auth.users.details(user.id)).as_dict(), status=201)
+    return web.json_response(created.as_dict(), status=201)
 
 
 @routes.get("/api/v1/admin/users/{user_id:\\d+}", access="admin", response=UserDetails)
@@ -110,45 +105,22 @@ async def change_user(request: web.Request) -> web.Response:
     body = await load_json(request, UserChange())
     if not body:
         raise InvalidInput("nothing to change: give role and/or disabled")
-    auth, actor, user_id = _auth(request), request[USER], _user_id(request)
-    before = await auth.users.details(user_id)
-    user = await auth.users.update(
-        actor, user_id, role=body.get("role"), disabled=body.get("disabled")
+    changed = await administration.update_user(
+        _auth(request),
+        request[USER],
+        _user_id(request),
+        role=body.get("role"),
+        disabled=body.get("disabled"),
+        ip=request.remote,
     )
-    if user.role != before.user.role:
-        await auth.audit.record(
-            "user.role.changed",
-            actor=actor,
-            ip=request.remote,
-            target_type="user",
-            target_id=user_id,
-            details={"from": before.user.role, "to": user.role},
-        )
-    if user.disabled != before.user.disabled:
-        await auth.audit.record(
-            "user.disabled" if user.disabled else "user.enabled",
-            actor=actor,
-            ip=request.remote,
-            target_type="user",
-            target_id=user_id,
-        )
-        if user.disabled:
-            await auth.sessions.revoke_all(user_id)
-    return web.json_response((await auth.users.details(user_id)).as_dict())
+    return web.json_response(changed.as_dict())
 
 
 @routes.delete("/api/v1/admin/users/{user_id:\\d+}", access="admin", response=Deleted)
 async def delete_user(request: web.Request) -> web.Response:
     """Delete a user with everything that is theirs, in every plugin."""
-    auth, actor, user_id = _auth(request), request[USER], _user_id(request)
-    removed = await auth.users.delete(actor, user_id)
-    await auth.audit.record(
-        "user.deleted",
-        actor=actor,
-        ip=request.remote,
-        target_type="user",
-        target_id=user_id,
-        details={"username": removed.username},
+    await administration.delete_user(
+        _auth(request), request[USER], _user_id(request), ip=request.remote
     )
     return web.json_response({"deleted": True})
 
@@ -158,16 +130,8 @@ async def delete_user(request: web.Request) -> web.Response:
 )
 async def revoke_user_sessions(request: web.Request) -> web.Response:
     """Sign a user out everywhere."""
-    auth, actor, user_id = _auth(request), request[USER], _user_id(request)
-    await auth.users.details(user_id)  # 404 for an unknown user
-    ended = await auth.sessions.revoke_all(user_id)
-    await auth.audit.record(
-        "user.sessions.revoked",
-        actor=actor,
-        ip=request.remote,
-        target_type="user",
-        target_id=user_id,
-        details={"sessions_ended": ended},
+    ended = await administration.revoke_user_sessions(
+        _auth(request), request[USER], _user_id(request), ip=request.remote
     )
     return web.json_response({"sessions_ended": ended})
 
