@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp_session import session_middleware
 
 from .appkeys import CONFIG, DB, HEALTH, MIGRATIONS, PLUGINS, SERVICES
+from .auth import credcache
 from .auth.middleware import authentication_middleware
 from .auth.models import User
 from .auth.services import AUTH_SERVICES, build_auth
@@ -225,6 +226,7 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
     for record in manager.active():
         await _collect_contributions(app, manager, record)
     await services.start_background()
+    forgetting = credcache.start_listener(app[AUTH_SERVICES].credentials, services.events)
     code = await app[AUTH_SERVICES].setup.code()
     if code is not None:
         log.warning(
@@ -235,6 +237,8 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        forgetting.cancel()
+        await asyncio.gather(forgetting, return_exceptions=True)
         await dispatcher.close()
         await services.tasks.stop()
         await manager.stop()

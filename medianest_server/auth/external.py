@@ -51,6 +51,7 @@ async def user_for_identity(
                 "id": user_id,
             },
         )
+        await auth.users.cache.changed(user_id)
         user = await auth.users.get(user_id)
         assert user is not None
     else:

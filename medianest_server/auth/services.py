@@ -13,6 +13,7 @@ from ..config import Config
 from ..ratelimit import RateLimiter
 from ..secretbox import SecretBox
 from ..services import Services
+from .credcache import CredentialCache, event_publisher
 from .csrf import CsrfTokens
 from .limits import LoginLimits
 from .models import User
@@ -37,6 +38,7 @@ class AuthServices:
     secrets: SecretBox
     api_requests_per_minute: int
     secure_cookies: bool
+    credentials: CredentialCache
 
     def session_cookie_present(self, request: web.Request) -> bool:
         return bool(request.cookies.get(SESSION_COOKIE))
@@ -47,19 +49,26 @@ class AuthServices:
 
 def build_auth(config: Config, services: Services, *, on_remove: object = None) -> AuthServices:
     db, clock = services.db, services.clock
-    users = UserService(db, clock=clock, on_remove=on_remove)  # type: ignore[arg-type]
+    credentials = CredentialCache(clock=clock, publish=event_publisher(services.events, clock))
+    users = UserService(
+        db,
+        clock=clock,
+        on_remove=on_remove,  # type: ignore[arg-type]
+        cache=credentials,
+    )
     sessions = SessionService(
         db,
         idle=timedelta(days=config.auth.session_idle_days),
         absolute=timedelta(days=config.auth.session_absolute_days),
         clock=clock,
         refresh_key=services.secrets.derive_key("refresh tokens v1"),
+        cache=credentials,
     )
     return AuthServices(
         users=users,
         preferences=PreferenceStore(db, clock=clock),
         sessions=sessions,
-        api_tokens=ApiTokenService(db, clock=clock),
+        api_tokens=ApiTokenService(db, clock=clock, cache=credentials),
         access_tokens=AccessTokens(services.secrets, clock=clock),
         csrf=CsrfTokens(services.secrets),
         audit=AuditLog(db, clock=clock),
@@ -69,6 +78,7 @@ def build_auth(config: Config, services: Services, *, on_remove: object = None) 
         secrets=services.secrets,
         api_requests_per_minute=config.auth.api_requests_per_minute,
         secure_cookies=config.server.base_url.startswith("https://"),
+        credentials=credentials,
     )
 
 

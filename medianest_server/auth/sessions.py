@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ from aiohttp_session import AbstractStorage, Session
 from ..clock import SYSTEM_CLOCK, Clock
 from ..db import Database, Row
 from ..errors import Unauthorized
+from .credcache import CredentialCache
 from .models import User
 from .users import user_from_row
 
@@ -64,6 +65,16 @@ _SESSION_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class _Live:
+    """What the credential cache keeps of a session."""
+
+    info: SessionInfo
+    user: User
+    data: dict[str, Any]
+    idle_expires_at: datetime
+
+
 def _info(row: Row) -> SessionInfo:
     return SessionInfo(
         id=row["session_id"],
@@ -86,8 +97,10 @@ class SessionService:
         absolute: timedelta,
         clock: Clock = SYSTEM_CLOCK,
         refresh_key: bytes | None = None,
+        cache: CredentialCache | None = None,
     ) -> None:
         self.db = db
+        self.cache = cache if cache is not None else CredentialCache(clock=clock, ttl=0)
         self.idle = idle
         self.absolute = absolute
         self.clock = clock
@@ -135,27 +148,38 @@ class SessionService:
 
     async def resolve(self, session_id: str) -> tuple[SessionInfo, User, dict[str, Any]] | None:
         """The live session with this id and its user, or None; keeps `last_seen` fresh."""
-        row = await self.db.fetch_one(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id"
-            " WHERE s.id = :id AND s.revoked_at IS NULL",
-            {"id": session_id},
-        )
-        if row is None:
-            return None
+        key = ("session", session_id)
+        live: _Live | None = self.cache.get(key)
+        if live is None:
+            generation = self.cache.generation
+            row = await self.db.fetch_one(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id"
+                " WHERE s.id = :id AND s.revoked_at IS NULL AND NOT u.disabled",
+                {"id": session_id},
+            )
+            if row is None:
+                return None
+            live = _Live(_info(row), user_from_row(row), row["data"] or {}, row["idle_expires_at"])
+            self.cache.put(key, live, user_id=live.user.id, generation=generation)
         now = self.clock.now()
-        if now >= row["expires_at"] or now >= row["idle_expires_at"] or row["disabled"]:
+        info = live.info
+        if now >= info.expires_at or now >= live.idle_expires_at:
             return None
-        if now - row["last_seen_at"] >= TOUCH_INTERVAL:
+        if now - info.last_seen_at >= TOUCH_INTERVAL:
+            idle = min(now + self.idle, info.expires_at)
             await self.db.execute(
                 "UPDATE sessions SET last_seen_at = :now, idle_expires_at = :idle WHERE id = :id",
-                {"now": now, "idle": min(now + self.idle, row["expires_at"]), "id": session_id},
+                {"now": now, "idle": idle, "id": session_id},
             )
-        return _info(row), user_from_row(row), dict(row["data"] or {})
+            live = replace(live, info=replace(info, last_seen_at=now), idle_expires_at=idle)
+            self.cache.replace(key, live)
+        return live.info, live.user, dict(live.data)
 
-    async def save_data(self, session_id: str, data: dict[str, Any]) -> None:
+    async def save_data(self, session_id: str, user_id: int, data: dict[str, Any]) -> None:
         await self.db.execute(
             "UPDATE sessions SET data = :data WHERE id = :id", {"data": data, "id": session_id}
         )
+        await self.cache.changed(user_id)
 
     async def list_for_user(self, user_id: int) -> list[SessionInfo]:
         rows = await self.db.fetch_all(
@@ -169,18 +193,23 @@ class SessionService:
     async def revoke(self, session_id: str, *, user_id: int | None = None) -> bool:
         """End one session; with `user_id`, only if it is theirs (others' ids act as absent)."""
         owner = " AND user_id = :user_id" if user_id is not None else ""
-        changed = await self.db.execute(
-            f"UPDATE sessions SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL{owner}",
+        ended = await self.db.fetch_all(
+            f"UPDATE sessions SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL{owner}"
+            " RETURNING user_id",
             {"now": self.clock.now(), "id": session_id, "user_id": user_id},
         )
-        return changed > 0
+        for row in ended:
+            await self.cache.changed(int(row["user_id"]))
+        return bool(ended)
 
     async def revoke_all(self, user_id: int, *, except_id: str | None = None) -> int:
-        return await self.db.execute(
+        ended = await self.db.execute(
             "UPDATE sessions SET revoked_at = :now WHERE user_id = :user_id"
             " AND revoked_at IS NULL AND id <> :except_id",
             {"now": self.clock.now(), "user_id": user_id, "except_id": except_id or ""},
         )
+        await self.cache.changed(user_id)
+        return ended
 
     # -- API clients: refresh tokens ------------------------------------------------------
 
@@ -295,7 +324,9 @@ class DatabaseSessionStorage(AbstractStorage):
             request[SESSION_INFO] = info
             self.save_cookie(response, secret, max_age=self.max_age)
             return
-        await self.service.save_data(digest(str(session.identity)), data)
+        loaded = request.get(SESSION_INFO)
+        if loaded is not None:
+            await self.service.save_data(loaded.id, loaded.user_id, data)
 
 
 SESSION_INFO = web.RequestKey("session_info", SessionInfo)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..db import Database
 from ..errors import InvalidInput, Unauthorized
 from ..secretbox import SecretBox
+from .credcache import CredentialCache
 from .models import User
 from .sessions import digest
 from .users import user_from_row
@@ -49,10 +50,22 @@ class ApiTokenInfo:
         }
 
 
+@dataclass(frozen=True)
+class _Live:
+    """What the credential cache keeps of a token."""
+
+    info: ApiTokenInfo
+    user: User
+    expires_at: datetime | None
+
+
 class ApiTokenService:
-    def __init__(self, db: Database, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, db: Database, *, clock: Clock = SYSTEM_CLOCK, cache: CredentialCache | None = None
+    ) -> None:
         self.db = db
         self.clock = clock
+        self.cache = cache if cache is not None else CredentialCache(clock=clock, ttl=0)
 
     async def create(self, user_id: int, name: str) -> tuple[str, ApiTokenInfo]:
         """A new token; the returned secret is never stored or shown again."""
@@ -70,32 +83,42 @@ class ApiTokenService:
         return raw, ApiTokenInfo(int(token_id), user_id, name, prefix, now, None)
 
     async def resolve(self, raw: str) -> tuple[ApiTokenInfo, User] | None:
-        row = await self.db.fetch_one(
-            "SELECT t.id AS token_id, t.name, t.token_prefix, t.created_at AS token_created_at,"
-            " t.last_used_at, t.expires_at, u.id, u.username, u.role, u.display_name,"
-            " u.avatar_url, u.disabled FROM api_tokens t JOIN users u ON u.id = t.user_id"
-            " WHERE t.token_hash = :hash AND t.revoked_at IS NULL",
-            {"hash": digest(raw)},
-        )
-        if row is None or row["disabled"]:
-            return None
+        token_hash = digest(raw)
+        key = ("api_token", token_hash)
+        live: _Live | None = self.cache.get(key)
+        if live is None:
+            generation = self.cache.generation
+            row = await self.db.fetch_one(
+                "SELECT t.id AS token_id, t.name, t.token_prefix, t.created_at AS token_created_at,"
+                " t.last_used_at, t.expires_at, u.id, u.username, u.role, u.display_name,"
+                " u.avatar_url, u.disabled FROM api_tokens t JOIN users u ON u.id = t.user_id"
+                " WHERE t.token_hash = :hash AND t.revoked_at IS NULL AND NOT u.disabled",
+                {"hash": token_hash},
+            )
+            if row is None:
+                return None
+            info = ApiTokenInfo(
+                int(row["token_id"]),
+                int(row["id"]),
+                row["name"],
+                row["token_prefix"],
+                row["token_created_at"],
+                row["last_used_at"],
+            )
+            live = _Live(info, user_from_row(row), row["expires_at"])
+            self.cache.put(key, live, user_id=info.user_id, generation=generation)
         now = self.clock.now()
-        if row["expires_at"] is not None and now >= row["expires_at"]:
+        if live.expires_at is not None and now >= live.expires_at:
             return None
-        if row["last_used_at"] is None or now - row["last_used_at"] >= TOUCH_INTERVAL:
+        used = live.info.last_used_at
+        if used is None or now - used >= TOUCH_INTERVAL:
             await self.db.execute(
                 "UPDATE api_tokens SET last_used_at = :now WHERE id = :id",
-                {"now": now, "id": row["token_id"]},
+                {"now": now, "id": live.info.id},
             )
-        info = ApiTokenInfo(
-            int(row["token_id"]),
-            int(row["id"]),
-            row["name"],
-            row["token_prefix"],
-            row["token_created_at"],
-            row["last_used_at"],
-        )
-        return info, user_from_row(row)
+            # the caller sees when it was used before this request, as before
+            self.cache.replace(key, replace(live, info=replace(live.info, last_used_at=now)))
+        return live.info, live.user
 
     async def list_for_user(self, user_id: int) -> list[ApiTokenInfo]:
         rows = await self.db.fetch_all(
@@ -122,6 +145,8 @@ class ApiTokenService:
             " AND revoked_at IS NULL",
             {"now": self.clock.now(), "id": token_id, "user_id": user_id},
         )
+        if changed:
+            await self.cache.changed(user_id)
         return changed > 0
 
 
@@ -156,25 +181,32 @@ class AccessTokens:
     def verify(self, token: str) -> dict[str, Any]:
         """The claims of a valid token; Unauthorized names what is wrong otherwise.
 
-        Parsed once: signature, algorithm (HS256 only, so `alg: none` fails), expiry, then
-        the key id in the verified header.
+        Parsed once: signature, algorithm (HS256 only, so `alg: none` fails), the key id in
+        the verified header, then expiry.
         """
         try:
             decoded = jwt.api_jwt.decode_complete(
                 token,
                 self._keys[self.kid],
                 algorithms=[self.ALGORITHM],
-                options={"require": ["exp", "iat", "sub", "sid"]},
-                leeway=0,
+                # expiry is checked below against our clock (tests move it), not time.time()
+                options={
+                    "require": ["exp", "iat", "sub", "sid"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
             )
-        except jwt.ExpiredSignatureError as exc:
-            raise Unauthorized("access token expired; refresh it") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized("invalid access token") from exc
         header = decoded["header"]
         if header.get("kid") not in self._keys or header.get("alg") != self.ALGORITHM:
             raise Unauthorized("access token signed with an unknown key or algorithm")
         claims: dict[str, Any] = decoded["payload"]
+        exp = claims["exp"]
+        if not isinstance(exp, int | float) or isinstance(exp, bool):
+            raise Unauthorized("invalid access token")
+        if self.clock.now().timestamp() >= exp:
+            raise Unauthorized("access token expired; refresh it")
         if claims.get("typ") != "access":
             raise Unauthorized("not an access token")
         return claims

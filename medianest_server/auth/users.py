@@ -11,6 +11,7 @@ from typing import Any
 from ..clock import SYSTEM_CLOCK, Clock
 from ..db import Connection, Database, IntegrityError, Row
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from .credcache import CredentialCache
 from .models import ROLES, Role, User
 from .passwords import MAX_LENGTH, MIN_LENGTH, hash_password, verify_password
 
@@ -86,10 +87,13 @@ class UserService:
         *,
         clock: Clock = SYSTEM_CLOCK,
         on_remove: Callable[[User], Awaitable[None]] | None = None,
+        cache: CredentialCache | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.on_remove = on_remove
+        # signed-in requests see a changed role, name or disabled flag at once
+        self.cache = cache if cache is not None else CredentialCache(clock=clock, ttl=0)
 
     async def count(self) -> int:
         return int(await self.db.fetch_val("SELECT count(*) FROM users") or 0)
@@ -242,6 +246,7 @@ class UserService:
                     "id": user_id,
                 },
             )
+        await self.cache.changed(user_id)
         updated = await self.get(user_id)
         assert updated is not None
         return updated
@@ -260,6 +265,7 @@ class UserService:
                 "UPDATE users SET disabled = true, updated_at = :now WHERE id = :id",
                 {"now": self.clock.now(), "id": user_id},
             )
+        await self.cache.changed(user_id)
         if self.on_remove is not None:
             await self.on_remove(target)
         await self.db.execute("DELETE FROM users WHERE id = :id", {"id": user_id})

@@ -256,8 +256,8 @@ async def make_site(
     """`await make_site(auth={...}, server={...})`: the app on this test's database backend.
 
     The database fixture comes before aiohttp_client so the app closes before a PostgreSQL
-    database is dropped. The clock is a ManualClock starting now (JWT expiry is checked by
-    pyjwt against real time), moved only by `site.clock.advance`.
+    database is dropped. The clock is a ManualClock starting now, moved only by
+    `site.clock.advance`: session and JWT expiry and the credential cache all follow it.
     """
 
     async def make(*, plugins: list[Candidate] | None = None, **sections: dict[str, Any]) -> Site:

@@ -159,3 +159,26 @@ async def test_a_made_up_refresh_token_for_a_real_session_does_not_end_it(site: 
     assert forged.status == 401
     assert await me_status(await site.browser(), bearer(tokens["access_token"])) == 200
     assert (await _refresh(site, tokens["refresh_token"])).status == 200
+
+
+async def test_an_access_token_expires_on_the_servers_clock(site: Site) -> None:
+    await site.create_user("alice")
+    access = (await site.tokens("alice", USER_PASSWORD))["access_token"]
+    _, claims = jwt_parts(access)
+    client = await site.browser()
+    site.clock.advance(claims["exp"] - claims["iat"] - 1)
+    assert await me_status(client, bearer(access)) == 200
+    site.clock.advance(1)
+    response = await client.get("/api/v1/me", headers=bearer(access))
+    assert response.status == 401
+    assert "expired" in (await response.json())["error"]["message"]
+
+
+async def test_an_access_token_whose_expiry_is_not_a_number_is_refused(site: Site) -> None:
+    await site.create_user("alice")
+    _, claims = jwt_parts((await site.tokens("alice", USER_PASSWORD))["access_token"])
+    key = SecretBox(SECRET).derive_key("jwt signing v1")
+    kid = site.auth.access_tokens.kid
+    for exp in ("9999999999", True, None):
+        token = jwt.encode({**claims, "exp": exp}, key, algorithm="HS256", headers={"kid": kid})
+        assert await me_status(await site.browser(), bearer(token)) == 401, exp

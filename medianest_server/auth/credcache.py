@@ -1,0 +1,147 @@
+"""Resolved credentials kept in this process for a few seconds: a signed-in request is not a query.
+
+Sessions and API tokens are looked up by the SHA-256 of their secret; the result (the session
+or token record and its user) is kept here for `ttl`. Whatever could end or alter a
+credential (sign-out, revoke, password change, role change, disable, delete, a refreshed name)
+calls `changed(user_id)`: this instance forgets that user's entries before the call returns,
+and the event `core.user.changed` (topic `user:<id>`) makes every other instance forget them
+too, through Redis when it is configured. `ttl` bounds what a lost message or a hand edit of
+the database can leave behind.
+
+A lookup that started before a change must not put its now-stale answer back: each `put`
+carries the generation read before the query and is dropped if a change came in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from ..clock import SYSTEM_CLOCK, Clock
+from ..events import EventBus, make_event
+
+log = logging.getLogger("medianest.auth")
+
+USER_CHANGED = "core.user.changed"
+DEFAULT_TTL = 5.0
+DEFAULT_MAX_ENTRIES = 10_000
+
+
+@dataclass
+class _Entry:
+    value: Any
+    user_id: int
+    stored_at: float
+
+
+class CredentialCache:
+    def __init__(
+        self,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        ttl: float = DEFAULT_TTL,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        publish: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
+        if ttl < 0 or max_entries < 1:
+            raise ValueError("ttl must not be negative and max_entries must be at least 1")
+        self.clock = clock
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._publish = publish
+        self._entries: dict[Hashable, _Entry] = {}
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        """Read before a lookup; hand it to `put` so a change in between wins."""
+        return self._generation
+
+    def get(self, key: Hashable) -> Any | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if self.clock.monotonic() - entry.stored_at >= self.ttl:
+            del self._entries[key]
+            return None
+        return entry.value
+
+    def put(self, key: Hashable, value: Any, *, user_id: int, generation: int) -> None:
+        if generation != self._generation or self.ttl == 0:
+            return
+        if key not in self._entries and len(self._entries) >= self.max_entries:
+            # the oldest entry goes: dicts keep insertion order
+            del self._entries[next(iter(self._entries))]
+        self._entries[key] = _Entry(value, user_id, self.clock.monotonic())
+
+    def replace(self, key: Hashable, value: Any) -> None:
+        """Update a live entry in place (a refreshed `last_seen`), keeping its age."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.value = value
+
+    def forget_user(self, user_id: int) -> None:
+        """Drop this user's entries in this process (what `changed` does locally)."""
+        self._generation += 1
+        for key in [k for k, e in self._entries.items() if e.user_id == user_id]:
+            del self._entries[key]
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def changed(self, user_id: int) -> None:
+        """Something about this user's credentials changed: forget them here and everywhere."""
+        self.forget_user(user_id)
+        if self._publish is not None:
+            try:
+                await self._publish(user_id)
+            except Exception:  # the local change holds; other instances catch up within ttl
+                log.warning("could not tell other instances that user %s changed", user_id)
+
+
+def event_publisher(bus: EventBus, clock: Clock) -> Callable[[int], Awaitable[None]]:
+    """`publish` for a CredentialCache: a `core.user.changed` event on the user's own topic."""
+
+    async def publish(user_id: int) -> None:
+        event = make_event(USER_CHANGED, {"user_id": user_id}, topic=f"user:{user_id}", clock=clock)
+        await bus.publish(event)
+
+    return publish
+
+
+async def forget_on_events(cache: CredentialCache, bus: EventBus) -> None:
+    """Run for the app's lifetime: forget users that another instance reports as changed."""
+    subscription = bus.subscribe(types=[USER_CHANGED], max_queue=10_000)
+    dropped = 0
+    try:
+        async for event in subscription:
+            if subscription.dropped != dropped:  # fell behind: some change went unseen
+                dropped = subscription.dropped
+                cache.clear()
+            user_id = event.data.get("user_id")
+            if isinstance(user_id, int):
+                cache.forget_user(user_id)
+    finally:
+        subscription.close()
+
+
+def start_listener(cache: CredentialCache, bus: EventBus) -> asyncio.Task[None]:
+    task = asyncio.get_running_loop().create_task(
+        forget_on_events(cache, bus), name="medianest-credential-cache"
+    )
+    task.add_done_callback(_log_crash)
+    return task
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        if (exc := task.exception()) is not None:
+            log.error("credential cache listener stopped", exc_info=exc)
