@@ -310,7 +310,7 @@ def _breakdown() -> list[tuple[str, Any]]:
 
     return [
         ("aiohttp server: one request, all in", RequestHandler._handle_request),
-        ("session: load_session (cookie -> DB)", DatabaseSessionStorage.load_session),
+        ("session: load_session (cookie -> cache/DB)", DatabaseSessionStorage.load_session),
         ("session: save_session", DatabaseSessionStorage.save_session),
         ("page handler (widgets + layout + render)", dashboard.dashboard),
         ("  dashboard_widgets", dashboard.dashboard_widgets),
@@ -319,7 +319,7 @@ def _breakdown() -> list[tuple[str, Any]]:
         ("      MemoryCache.get_or_load", cache.MemoryCache.get_or_load),
         ("  page_context (layout)", layout.page_context),
         ("    nav_items (hook)", layout.nav_items),
-        ("    unread_count", notifications.unread_count),
+        ("    Notifications.unread", notifications.Notifications.unread),
         ("  PreferenceStore.get (both callers)", PreferenceStore.get),
         ("  aiohttp_jinja2.render_template (page)", aiohttp_jinja2.render_template),
         ("jinja2 Template.render (page + widgets)", jinja2.Template.render),

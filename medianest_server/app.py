@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp_session import session_middleware
 
+from . import usercache
 from .appkeys import CONFIG, DB, HEALTH, MIGRATIONS, PLUGINS, SERVICES
-from .auth import credcache
 from .auth.middleware import authentication_middleware
 from .auth.models import User
 from .auth.services import AUTH_SERVICES, build_auth
@@ -150,6 +150,7 @@ def _context(record: PluginRecord, services: Services) -> PluginContext:
         clock=services.clock,
         data_dir=services.config.data_dir / "plugins" / name,
         services=services.registry,
+        notifications=services.notifications,
     )
 
 
@@ -226,7 +227,7 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
     for record in manager.active():
         await _collect_contributions(app, manager, record)
     await services.start_background()
-    forgetting = credcache.start_listener(app[AUTH_SERVICES].credentials, services.events)
+    forgetting = usercache.start_listener(services.users, services.events)
     code = await app[AUTH_SERVICES].setup.code()
     if code is not None:
         log.warning(

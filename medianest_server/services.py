@@ -18,10 +18,12 @@ from .events import EventBus, MemoryEventBus, RedisEventBus
 from .http import HttpClient
 from .jobs import JobQueue
 from .leader import AlwaysLeader, LeaderElection, PostgresLeader, RedisLeader
+from .notifications import Notifications
 from .plugins.context import ServiceRegistry
 from .ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from .secretbox import SecretBox
 from .tasks import TaskRunner
+from .usercache import UserCache, event_publisher
 
 log = logging.getLogger("medianest.services")
 
@@ -39,6 +41,8 @@ class Services:
     secrets: SecretBox
     leader: LeaderElection
     tasks: TaskRunner
+    users: UserCache
+    notifications: Notifications
     registry: ServiceRegistry = field(default_factory=ServiceRegistry)
     redis: Any = None  # redis.asyncio.Redis when [redis] url is set
 
@@ -107,6 +111,7 @@ def build_services(config: Config, *, clock: Clock = SYSTEM_CLOCK) -> Services:
         leader = PostgresLeader(db) if db.dialect == "postgresql" else AlwaysLeader()
     from . import __version__
 
+    users = UserCache(clock=clock, publish=event_publisher(events, clock))
     return Services(
         config=config,
         clock=clock,
@@ -119,5 +124,7 @@ def build_services(config: Config, *, clock: Clock = SYSTEM_CLOCK) -> Services:
         secrets=SecretBox(config.server.secret_key),
         leader=leader,
         tasks=TaskRunner(leader=leader, clock=clock),
+        users=users,
+        notifications=Notifications(db, events, cache=users, clock=clock),
         redis=redis_client,
     )

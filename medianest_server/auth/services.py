@@ -13,7 +13,6 @@ from ..config import Config
 from ..ratelimit import RateLimiter
 from ..secretbox import SecretBox
 from ..services import Services
-from .credcache import CredentialCache, event_publisher
 from .csrf import CsrfTokens
 from .limits import LoginLimits
 from .models import User
@@ -38,7 +37,6 @@ class AuthServices:
     secrets: SecretBox
     api_requests_per_minute: int
     secure_cookies: bool
-    credentials: CredentialCache
 
     def session_cookie_present(self, request: web.Request) -> bool:
         return bool(request.cookies.get(SESSION_COOKIE))
@@ -49,12 +47,12 @@ class AuthServices:
 
 def build_auth(config: Config, services: Services, *, on_remove: object = None) -> AuthServices:
     db, clock = services.db, services.clock
-    credentials = CredentialCache(clock=clock, publish=event_publisher(services.events, clock))
+    cached = services.users
     users = UserService(
         db,
         clock=clock,
         on_remove=on_remove,  # type: ignore[arg-type]
-        cache=credentials,
+        cache=cached,
     )
     sessions = SessionService(
         db,
@@ -62,13 +60,13 @@ def build_auth(config: Config, services: Services, *, on_remove: object = None) 
         absolute=timedelta(days=config.auth.session_absolute_days),
         clock=clock,
         refresh_key=services.secrets.derive_key("refresh tokens v1"),
-        cache=credentials,
+        cache=cached,
     )
     return AuthServices(
         users=users,
-        preferences=PreferenceStore(db, clock=clock),
+        preferences=PreferenceStore(db, clock=clock, cache=cached),
         sessions=sessions,
-        api_tokens=ApiTokenService(db, clock=clock, cache=credentials),
+        api_tokens=ApiTokenService(db, clock=clock, cache=cached),
         access_tokens=AccessTokens(services.secrets, clock=clock),
         csrf=CsrfTokens(services.secrets),
         audit=AuditLog(db, clock=clock),
@@ -78,7 +76,6 @@ def build_auth(config: Config, services: Services, *, on_remove: object = None) 
         secrets=services.secrets,
         api_requests_per_minute=config.auth.api_requests_per_minute,
         secure_cookies=config.server.base_url.startswith("https://"),
-        credentials=credentials,
     )
 
 

@@ -20,7 +20,7 @@ from aiohttp_session import AbstractStorage, Session
 from ..clock import SYSTEM_CLOCK, Clock
 from ..db import Database, Row
 from ..errors import Unauthorized
-from .credcache import CredentialCache
+from ..usercache import UserCache
 from .models import User
 from .users import user_from_row
 
@@ -97,10 +97,10 @@ class SessionService:
         absolute: timedelta,
         clock: Clock = SYSTEM_CLOCK,
         refresh_key: bytes | None = None,
-        cache: CredentialCache | None = None,
+        cache: UserCache | None = None,
     ) -> None:
         self.db = db
-        self.cache = cache if cache is not None else CredentialCache(clock=clock, ttl=0)
+        self.cache = cache if cache is not None else UserCache(clock=clock, ttl=0)
         self.idle = idle
         self.absolute = absolute
         self.clock = clock

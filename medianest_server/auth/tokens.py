@@ -20,7 +20,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..db import Database
 from ..errors import InvalidInput, Unauthorized
 from ..secretbox import SecretBox
-from .credcache import CredentialCache
+from ..usercache import UserCache
 from .models import User
 from .sessions import digest
 from .users import user_from_row
@@ -61,11 +61,11 @@ class _Live:
 
 class ApiTokenService:
     def __init__(
-        self, db: Database, *, clock: Clock = SYSTEM_CLOCK, cache: CredentialCache | None = None
+        self, db: Database, *, clock: Clock = SYSTEM_CLOCK, cache: UserCache | None = None
     ) -> None:
         self.db = db
         self.clock = clock
-        self.cache = cache if cache is not None else CredentialCache(clock=clock, ttl=0)
+        self.cache = cache if cache is not None else UserCache(clock=clock, ttl=0)
 
     async def create(self, user_id: int, name: str) -> tuple[str, ApiTokenInfo]:
         """A new token; the returned secret is never stored or shown again."""

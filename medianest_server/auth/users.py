@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 from ..clock import SYSTEM_CLOCK, Clock
 from ..db import Connection, Database, IntegrityError, Row
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from .credcache import CredentialCache
+from ..usercache import UserCache
 from .models import ROLES, Role, User
 from .passwords import MAX_LENGTH, MIN_LENGTH, hash_password, verify_password
 
@@ -87,13 +88,13 @@ class UserService:
         *,
         clock: Clock = SYSTEM_CLOCK,
         on_remove: Callable[[User], Awaitable[None]] | None = None,
-        cache: CredentialCache | None = None,
+        cache: UserCache | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.on_remove = on_remove
         # signed-in requests see a changed role, name or disabled flag at once
-        self.cache = cache if cache is not None else CredentialCache(clock=clock, ttl=0)
+        self.cache = cache if cache is not None else UserCache(clock=clock, ttl=0)
 
     async def count(self) -> int:
         return int(await self.db.fetch_val("SELECT count(*) FROM users") or 0)
@@ -306,15 +307,24 @@ def _details(row: Row) -> UserDetails:
 class PreferenceStore:
     """Per-user preferences (theme, dashboard order) kept in users.preferences."""
 
-    def __init__(self, db: Database, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, db: Database, *, clock: Clock = SYSTEM_CLOCK, cache: UserCache | None = None
+    ) -> None:
         self.db = db
         self.clock = clock
+        self.cache = cache if cache is not None else UserCache(clock=clock, ttl=0)
 
     async def get(self, user_id: int) -> dict[str, Any]:
-        value = await self.db.fetch_val(
-            "SELECT preferences FROM users WHERE id = :id", {"id": user_id}
-        )
-        return dict(value or {})
+        key = ("preferences", user_id)
+        cached: dict[str, Any] | None = self.cache.get(key)
+        if cached is None:
+            generation = self.cache.generation
+            value = await self.db.fetch_val(
+                "SELECT preferences FROM users WHERE id = :id", {"id": user_id}
+            )
+            cached = dict(value or {})
+            self.cache.put(key, cached, user_id=user_id, generation=generation)
+        return copy.deepcopy(cached)  # callers may change what they get
 
     async def update(self, user_id: int, **changes: Any) -> dict[str, Any]:
         async with self.db.transaction() as conn:
@@ -327,4 +337,5 @@ class PreferenceStore:
                 "UPDATE users SET preferences = :prefs, updated_at = :now WHERE id = :id",
                 {"prefs": merged, "now": self.clock.now(), "id": user_id},
             )
+        await self.cache.changed(user_id)
         return merged

@@ -16,6 +16,7 @@ from ..db import Database
 from ..events import Event, EventBus, make_event
 from ..http import HttpClient
 from ..jobs import JobQueue
+from ..notifications import Notifications
 from ..ratelimit import RateLimiter
 from ..secretbox import SecretBox
 
@@ -79,6 +80,7 @@ class PluginContext:
     data_dir: Path
     services: ServiceRegistry
     accounts: AccountLinks | None = None
+    notifications: Notifications | None = None
     log: logging.Logger = field(init=False)
 
     def __post_init__(self) -> None:
@@ -127,16 +129,7 @@ class PluginContext:
         data: Mapping[str, Any] | None = None,
     ) -> int:
         """Store a notification for a user and push it to their open pages; returns its id."""
-        from ..notifications import create_notification
-
-        return await create_notification(
-            self.db,
-            self.events,
-            user_id=user_id,
-            type=self.name,
-            title=title,
-            body=body,
-            link=link,
-            data=data,
-            clock=self.clock,
+        notifications = self.notifications or Notifications(self.db, self.events, clock=self.clock)
+        return await notifications.create(
+            user_id=user_id, type=self.name, title=title, body=body, link=link, data=data
         )

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp_session import get_session
 from marshmallow import Schema, fields, validate
 
+from ..appkeys import SERVICES
 from ..auth import account
 from ..auth.middleware import AUTH
 from ..auth.services import AUTH_SERVICES, AuthServices
@@ -217,11 +218,8 @@ async def revoke_token(request: web.Request) -> web.Response:
 @routes.get("/api/v1/notifications", access="user", query=Paging, response=NotificationPage)
 async def my_notifications(request: web.Request) -> web.Response:
     """Your notifications, newest first, with the unread count."""
-    from ..notifications import list_notifications
-
     query = load_query(request, Paging())
-    items, total, unread = await list_notifications(
-        _auth(request).users.db,
+    items, total, unread = await request.app[SERVICES].notifications.list(
         request[USER].id,
         unread_only=query["unread"],
         page=query["page"],
@@ -235,10 +233,8 @@ async def my_notifications(request: web.Request) -> web.Response:
 )
 async def mark_read(request: web.Request) -> web.Response:
     """Mark one of your notifications read."""
-    from ..notifications import mark_read as mark
-
-    changed = await mark(
-        _auth(request).users.db, request[USER].id, int(request.match_info["notification_id"])
+    changed = await request.app[SERVICES].notifications.mark_read(
+        request[USER].id, int(request.match_info["notification_id"])
     )
     if not changed:
         raise NotFound("no such notification")
@@ -248,9 +244,7 @@ async def mark_read(request: web.Request) -> web.Response:
 @routes.post("/api/v1/notifications/read-all", access="user", response=MarkedAllRead)
 async def mark_all_read(request: web.Request) -> web.Response:
     """Mark all your notifications read."""
-    from ..notifications import mark_read as mark
-
-    count = await mark(_auth(request).users.db, request[USER].id, None)
+    count = await request.app[SERVICES].notifications.mark_read(request[USER].id, None)
     return web.json_response({"read": count})
 
 

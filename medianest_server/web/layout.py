@@ -76,14 +76,12 @@ async def page_context(request: web.Request) -> dict[str, Any]:
     user = request.get(USER)
     if user is None:
         return context
-    from ..notifications import unread_count
-
     services = request.app[SERVICES]
     preferences = await user_preferences(request)
     theme = preferences.get("theme")
     context.update(
         nav=await nav_items(request, user),
-        unread=await unread_count(services.db, user.id),
+        unread=await services.notifications.unread(user.id),
         theme=theme if theme in THEMES else "dark",
     )
     return context

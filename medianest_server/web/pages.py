@@ -9,7 +9,6 @@ from marshmallow import Schema, fields, validate
 
 from ..appkeys import PLUGINS, SERVICES
 from ..hookspecs import hookimpl
-from ..notifications import list_notifications, mark_read
 from ..plugins.types import SearchGroup
 from ..routing import Routes
 from .access import USER
@@ -85,8 +84,7 @@ async def search_api(request: web.Request) -> web.Response:
 @page_template("notifications.html")
 async def notifications(request: web.Request) -> dict[str, Any]:
     query = load_query(request, NotificationsQuery())
-    items, total, unread = await list_notifications(
-        request.app[SERVICES].db,
+    items, total, unread = await request.app[SERVICES].notifications.list(
         request[USER].id,
         unread_only=query["unread"],
         page=query["page"],
@@ -104,15 +102,15 @@ async def notifications(request: web.Request) -> dict[str, Any]:
 
 @routes.page("/notifications/{notification_id:\\d+}/read", access="user", method="POST")
 async def read_one(request: web.Request) -> web.Response:
-    await mark_read(
-        request.app[SERVICES].db, request[USER].id, int(request.match_info["notification_id"])
+    await request.app[SERVICES].notifications.mark_read(
+        request[USER].id, int(request.match_info["notification_id"])
     )
     raise web.HTTPSeeOther("/notifications")
 
 
 @routes.page("/notifications/read-all", access="user", method="POST")
 async def read_all(request: web.Request) -> web.Response:
-    await mark_read(request.app[SERVICES].db, request[USER].id, None)
+    await request.app[SERVICES].notifications.mark_read(request[USER].id, None)
     raise web.HTTPSeeOther("/notifications")
 
 

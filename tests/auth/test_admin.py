@@ -10,7 +10,6 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from medianest_server.appkeys import SERVICES
-from medianest_server.notifications import create_notification
 from medianest_server.plugins.loader import Candidate
 from medianest_server.web.access import ROUTE_TABLE
 
@@ -159,9 +158,7 @@ async def test_deleting_a_user_removes_their_sessions_tokens_and_notifications(
     browser = await site.sign_in("alice", USER_PASSWORD)
     alices_token, _ = await site.auth.api_tokens.create(alice.id, "script")
     services = site.app[SERVICES]
-    await create_notification(
-        services.db, services.events, user_id=alice.id, type="test", title="hello"
-    )
+    await services.notifications.create(user_id=alice.id, type="test", title="hello")
     mine = {"user_id": alice.id}
     assert await site.count("sessions", "user_id = :user_id", **mine) == 1
     assert await site.count("notifications", "user_id = :user_id", **mine) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from medianest_server.appkeys import SERVICES
-from medianest_server.notifications import create_notification
 
 from .conftest import USER_PASSWORD, Site, bearer, csrf_of, me_status
 
@@ -26,8 +25,8 @@ async def test_a_user_cannot_touch_another_users_sessions_tokens_or_notification
     )
     alices_token = await created.json()
     services = site.app[SERVICES]
-    notification_id = await create_notification(
-        services.db, services.events, user_id=alice.id, type="test", title="for alice only"
+    notification_id = await services.notifications.create(
+        user_id=alice.id, type="test", title="for alice only"
     )
 
     # bob's own lists show none of it
@@ -73,9 +72,7 @@ async def test_a_user_reading_their_own_notification_works(site: Site) -> None:
     alice = await site.create_user("alice")
     browser = await site.sign_in("alice", USER_PASSWORD)
     services = site.app[SERVICES]
-    note = await create_notification(
-        services.db, services.events, user_id=alice.id, type="test", title="x"
-    )
+    note = await services.notifications.create(user_id=alice.id, type="test", title="x")
     response = await browser.post(
         f"/api/v1/notifications/{note}/read", headers={"X-CSRF-Token": await csrf_of(browser)}
     )

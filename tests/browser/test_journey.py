@@ -21,7 +21,6 @@ from medianest_server.appkeys import SERVICES
 from medianest_server.auth.services import AUTH_SERVICES
 from medianest_server.config import load_config
 from medianest_server.events import make_event
-from medianest_server.notifications import create_notification
 from medianest_server.plugins.loader import Candidate
 
 from ..sample_plugins import good
@@ -119,8 +118,8 @@ async def test_first_day_from_setup_to_sign_out(
         assert owner is not None
         await services.events.publish(make_event("other.thing.happened", {"n": 1}))
         await widget.get_by_text("1 events so far.").wait_for()
-        await create_notification(
-            services.db, services.events, user_id=owner.id, type="test", title="Dune is available"
+        await services.notifications.create(
+            user_id=owner.id, type="test", title="Dune is available"
         )
         badge = page.locator("[data-unread-badge]")
         await badge.wait_for(state="visible")

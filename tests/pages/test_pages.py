@@ -7,7 +7,6 @@ import re
 import tomllib
 
 from medianest_server.appkeys import SERVICES
-from medianest_server.notifications import create_notification
 from medianest_server.plugins.loader import Candidate
 
 from ..auth.conftest import MakeSite, hidden_csrf
@@ -104,9 +103,7 @@ async def test_notifications_bell_list_and_mark_read(make_site: MakeSite) -> Non
     alice, client = await site.user("alice")
     services = site.app[SERVICES]
     for title in ("Dune is available", "Download finished"):
-        await create_notification(
-            services.db,
-            services.events,
+        await services.notifications.create(
             user_id=alice.id,
             type="test",
             title=title,

@@ -1,12 +1,15 @@
-"""Resolved credentials kept in this process for a few seconds: a signed-in request is not a query.
+"""What a signed-in request needs about its user, kept in this process for a few seconds.
 
-Sessions and API tokens are looked up by the SHA-256 of their secret; the result (the session
-or token record and its user) is kept here for `ttl`. Whatever could end or alter a
-credential (sign-out, revoke, password change, role change, disable, delete, a refreshed name)
-calls `changed(user_id)`: this instance forgets that user's entries before the call returns,
-and the event `core.user.changed` (topic `user:<id>`) makes every other instance forget them
-too, through Redis when it is configured. `ttl` bounds what a lost message or a hand edit of
-the database can leave behind.
+A signed-in request would otherwise query the database for its session or API token, its
+user, their preferences and their unread notifications. Sessions and tokens are kept by the
+SHA-256 of their secret, the rest by user id, each entry tagged with its user for `ttl`.
+
+Whatever could end or alter one of them (sign-out, revoke, password change, role change,
+disable, delete, a refreshed name, saved preferences, a notification read) calls
+`changed(user_id)`: this instance forgets that user's entries before the call returns, and the
+event `core.user.changed` (topic `user:<id>`) makes every other instance forget them too,
+through Redis when it is configured; a new notification's own event does the same. `ttl`
+bounds what a lost message or a hand edit of the database can leave behind.
 
 A lookup that started before a change must not put its now-stale answer back: each `put`
 carries the generation read before the query and is dropped if a change came in between.
@@ -21,12 +24,14 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from ..clock import SYSTEM_CLOCK, Clock
-from ..events import EventBus, make_event
+from .clock import SYSTEM_CLOCK, Clock
+from .events import EventBus, make_event
 
-log = logging.getLogger("medianest.auth")
+log = logging.getLogger("medianest.usercache")
 
 USER_CHANGED = "core.user.changed"
+# other events that mean "this user's cached state is stale"
+_ALSO_STALE_ON = ("core.notification.created",)
 DEFAULT_TTL = 5.0
 DEFAULT_MAX_ENTRIES = 10_000
 
@@ -38,7 +43,7 @@ class _Entry:
     stored_at: float
 
 
-class CredentialCache:
+class UserCache:
     def __init__(
         self,
         *,
@@ -98,7 +103,7 @@ class CredentialCache:
         return len(self._entries)
 
     async def changed(self, user_id: int) -> None:
-        """Something about this user's credentials changed: forget them here and everywhere."""
+        """Something cached about this user changed: forget it here and everywhere."""
         self.forget_user(user_id)
         if self._publish is not None:
             try:
@@ -108,7 +113,7 @@ class CredentialCache:
 
 
 def event_publisher(bus: EventBus, clock: Clock) -> Callable[[int], Awaitable[None]]:
-    """`publish` for a CredentialCache: a `core.user.changed` event on the user's own topic."""
+    """`publish` for a UserCache: a `core.user.changed` event on the user's own topic."""
 
     async def publish(user_id: int) -> None:
         event = make_event(USER_CHANGED, {"user_id": user_id}, topic=f"user:{user_id}", clock=clock)
@@ -117,25 +122,26 @@ def event_publisher(bus: EventBus, clock: Clock) -> Callable[[int], Awaitable[No
     return publish
 
 
-async def forget_on_events(cache: CredentialCache, bus: EventBus) -> None:
-    """Run for the app's lifetime: forget users that another instance reports as changed."""
-    subscription = bus.subscribe(types=[USER_CHANGED], max_queue=10_000)
+async def forget_on_events(cache: UserCache, bus: EventBus) -> None:
+    """Run for the app's lifetime: forget users that another instance reports as changed
+    (this instance's own events arrive too: forgetting twice is harmless)."""
+    subscription = bus.subscribe(types=[USER_CHANGED, *_ALSO_STALE_ON], max_queue=10_000)
     dropped = 0
     try:
         async for event in subscription:
             if subscription.dropped != dropped:  # fell behind: some change went unseen
                 dropped = subscription.dropped
                 cache.clear()
-            user_id = event.data.get("user_id")
-            if isinstance(user_id, int):
-                cache.forget_user(user_id)
+            topic = event.topic
+            if topic.startswith("user:"):
+                cache.forget_user(int(topic.removeprefix("user:")))
     finally:
         subscription.close()
 
 
-def start_listener(cache: CredentialCache, bus: EventBus) -> asyncio.Task[None]:
+def start_listener(cache: UserCache, bus: EventBus) -> asyncio.Task[None]:
     task = asyncio.get_running_loop().create_task(
-        forget_on_events(cache, bus), name="medianest-credential-cache"
+        forget_on_events(cache, bus), name="medianest-user-cache"
     )
     task.add_done_callback(_log_crash)
     return task
@@ -144,4 +150,4 @@ def start_listener(cache: CredentialCache, bus: EventBus) -> asyncio.Task[None]:
 def _log_crash(task: asyncio.Task[None]) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         if (exc := task.exception()) is not None:
-            log.error("credential cache listener stopped", exc_info=exc)
+            log.error("user cache listener stopped", exc_info=exc)

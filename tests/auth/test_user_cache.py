@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from medianest_server.auth.credcache import DEFAULT_TTL, CredentialCache
+from medianest_server.appkeys import SERVICES
 from medianest_server.clock import ManualClock
+from medianest_server.usercache import DEFAULT_TTL, UserCache
 
 from ..conftest import REDIS_URL, service_missing
 from .conftest import ADMIN_PASSWORD, USER_PASSWORD, MakeSite, Site, bearer, me_status
@@ -24,7 +25,7 @@ from .conftest import ADMIN_PASSWORD, USER_PASSWORD, MakeSite, Site, bearer, me_
 
 def test_entries_live_for_ttl_seconds_of_the_clock() -> None:
     clock = ManualClock()
-    cache = CredentialCache(clock=clock, ttl=5)
+    cache = UserCache(clock=clock, ttl=5)
     cache.put("k", "value", user_id=1, generation=cache.generation)
     clock.advance(4.9)
     assert cache.get("k") == "value"
@@ -34,7 +35,7 @@ def test_entries_live_for_ttl_seconds_of_the_clock() -> None:
 
 
 def test_forget_user_drops_only_that_users_entries() -> None:
-    cache = CredentialCache(clock=ManualClock())
+    cache = UserCache(clock=ManualClock())
     for key, user in (("a1", 1), ("a2", 1), ("b", 2)):
         cache.put(key, key, user_id=user, generation=cache.generation)
     cache.forget_user(1)
@@ -42,7 +43,7 @@ def test_forget_user_drops_only_that_users_entries() -> None:
 
 
 def test_a_lookup_that_started_before_a_change_does_not_put_its_stale_answer_back() -> None:
-    cache = CredentialCache(clock=ManualClock())
+    cache = UserCache(clock=ManualClock())
     before = cache.generation
     cache.forget_user(7)  # the change lands while the lookup is at the database
     cache.put("session", "stale", user_id=7, generation=before)
@@ -52,25 +53,25 @@ def test_a_lookup_that_started_before_a_change_does_not_put_its_stale_answer_bac
 
 
 def test_the_oldest_entry_goes_when_the_cache_is_full() -> None:
-    cache = CredentialCache(clock=ManualClock(), max_entries=2)
+    cache = UserCache(clock=ManualClock(), max_entries=2)
     for key in ("one", "two", "three"):
         cache.put(key, key, user_id=1, generation=cache.generation)
     assert (cache.get("one"), cache.get("two"), cache.get("three")) == (None, "two", "three")
 
 
 def test_ttl_zero_keeps_nothing_and_bad_sizes_are_refused() -> None:
-    cache = CredentialCache(clock=ManualClock(), ttl=0)
+    cache = UserCache(clock=ManualClock(), ttl=0)
     cache.put("k", "v", user_id=1, generation=cache.generation)
     assert cache.get("k") is None
     with pytest.raises(ValueError, match="max_entries"):
-        CredentialCache(max_entries=0)
+        UserCache(max_entries=0)
 
 
 async def test_changed_still_forgets_locally_when_telling_others_fails() -> None:
     async def broken(user_id: int) -> None:
         raise ConnectionError("redis is down")
 
-    cache = CredentialCache(clock=ManualClock(), publish=broken)
+    cache = UserCache(clock=ManualClock(), publish=broken)
     cache.put("k", "v", user_id=3, generation=cache.generation)
     await cache.changed(3)
     assert cache.get("k") is None
@@ -191,3 +192,46 @@ async def test_a_change_on_one_instance_holds_on_the_other_at_once(make_site: Ma
         return await me_status(on_second) == 401
 
     await _until(session_refused)
+
+
+async def test_unread_counts_and_preferences_follow_changes_on_another_instance(
+    make_site: MakeSite,
+) -> None:
+    await _redis_or_skip()
+    shared = {"redis": {"url": REDIS_URL}}
+    first, second = await make_site(**shared), await make_site(**shared)
+    alice = await first.create_user(f"alice-{uuid.uuid4().hex[:8]}")
+    browser = await second.sign_in(alice.username, USER_PASSWORD)
+
+    async def unread() -> int:
+        count: int = (await (await browser.get("/api/v1/notifications")).json())["unread"]
+        return count
+
+    assert await unread() == 0  # now cached on the second instance
+    await first.app[SERVICES].notifications.create(user_id=alice.id, type="test", title="hi")
+
+    async def one_unread() -> bool:
+        return await unread() == 1
+
+    await _until(one_unread)
+    assert await second.auth.preferences.get(alice.id) == {}
+    await first.auth.preferences.update(alice.id, theme="light")
+
+    async def light() -> bool:
+        return (await second.auth.preferences.get(alice.id)).get("theme") == "light"
+
+    await _until(light)
+
+
+async def test_reading_a_notification_updates_the_cached_count_at_once(site: Site) -> None:
+    alice = await site.create_user("alice")
+    browser = await site.sign_in("alice", USER_PASSWORD)
+    notifications = site.app[SERVICES].notifications
+    first = await notifications.create(user_id=alice.id, type="test", title="one")
+    await notifications.create(user_id=alice.id, type="test", title="two")
+    assert await notifications.unread(alice.id) == 2
+    assert (await (await browser.get("/api/v1/notifications")).json())["unread"] == 2
+    assert await notifications.mark_read(alice.id, first) == 1
+    assert (await (await browser.get("/api/v1/notifications")).json())["unread"] == 1
+    assert await notifications.mark_read(alice.id, None) == 1
+    assert await notifications.unread(alice.id) == 0
