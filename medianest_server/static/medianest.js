@@ -1,5 +1,6 @@
 // MediaNest page enhancements: live updates over SSE, widget refresh, drag-and-drop order,
-// confirmations and keyboard navigation of results. Every page works without this file.
+// confirmations, keyboard navigation of results, popups and polling (for sign-in flows that
+// wait on another site). Every page works without this file.
 
 const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
 
@@ -95,7 +96,73 @@ function enableResultKeys() {
   });
 }
 
+// <a href="…" data-popup="URL" data-popup-name="NAME">: open URL in a small window. When the
+// browser blocks popups the link is followed as usual (its href is the full-page fallback).
+let popupWindow = null;
+
+function enablePopups() {
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest("a[data-popup]");
+    if (!link) return;
+    const opened = window.open(
+      link.dataset.popup || link.href,
+      link.dataset.popupName || "medianest-popup",
+      "popup,width=600,height=720",
+    );
+    if (opened) {
+      popupWindow = opened;
+      event.preventDefault();
+    }
+  });
+}
+
+// <section data-poll-url="URL" data-poll-seconds="N">: ask URL for JSON every N seconds.
+// {"state": "waiting"} keeps asking; {"redirect": "/x"} goes there; {"state": "failed",
+// "title", "message", "retry_url"} shows why in [data-poll-status] and stops.
+function enablePolling() {
+  const box = document.querySelector("[data-poll-url]");
+  if (!box) return;
+  const status = box.querySelector("[data-poll-status]");
+  const every = Math.max(1, Number(box.dataset.pollSeconds || 2)) * 1000;
+  const finish = () => popupWindow?.close();
+  const ask = async () => {
+    let body = null;
+    try {
+      const response = await fetch(box.dataset.pollUrl, {
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      body = await response.json();
+    } catch {
+      setTimeout(ask, every * 2); // offline or restarting: keep trying, more gently
+      return;
+    }
+    if (body.redirect) {
+      finish();
+      window.location.assign(body.redirect);
+    } else if (body.state === "failed") {
+      finish();
+      box.classList.add("error");
+      if (status) {
+        status.textContent = `${body.title}: ${body.message}`;
+        if (body.retry_url) {
+          const again = document.createElement("a");
+          again.href = body.retry_url;
+          again.className = "button";
+          again.textContent = "Try again";
+          status.append(" ", again);
+        }
+      }
+    } else {
+      setTimeout(ask, every);
+    }
+  };
+  setTimeout(ask, every);
+}
+
 connectLive();
+enablePopups();
+enablePolling();
 enableConfirmations();
 enableWidgetDragging();
 enableResultKeys();

@@ -17,11 +17,14 @@ Fixtures: `medianest_app` (started app), `anonymous_client`, `user_client`, `adm
 (signed in with personal API tokens; `.user` is who they are), `fake_upstream` (serve an
 aiohttp app on 127.0.0.1 as a stand-in for an upstream service) and `clock` (a ManualClock the
 app runs on: `clock.advance(60)`). The database is SQLite in the test's tmp_path unless
-`medianest_database_url` is overridden.
+`medianest_database_url` is overridden. `chromium`: a headless Chromium (Debian's
+/usr/bin/chromium) driven by Playwright, for tests of pages in a real browser; skipped where it
+is missing, a failure under MEDIANEST_REQUIRE_SERVICES=1 (CI).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,37 @@ from ..plugins.loader import discover_entry_points
 
 TEST_SECRET = "medianest-testing-secret-key-0123456789abcdef"  # noqa: S105 (tests only)
 TEST_PASSWORD = "correct horse battery"  # noqa: S105 (tests only)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+HAVE_CHROMIUM = CHROMIUM.exists()
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Any]:
+    """A Playwright `Browser`: Debian's Chromium, headless (Playwright's own download needs
+    the internet). Pages should only visit 127.0.0.1; route anything else in the test."""
+    if not HAVE_CHROMIUM:
+        message = "Debian's chromium is not installed (.ci/run installs it)"
+        if os.environ.get("MEDIANEST_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    playwright_api = pytest.importorskip("playwright.async_api")
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        await browser.close()
 
 
 class MediaNestClient(TestClient[web.Request, web.Application]):

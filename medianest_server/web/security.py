@@ -21,6 +21,9 @@ HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+# the one header a page may choose for itself: a page that opens a popup to another site (sign
+# in with Plex) and must keep a handle on it asks for "same-origin-allow-popups"
+OPENER_POLICIES = frozenset({"same-origin", "same-origin-allow-popups"})
 
 
 def security_headers(*, https: bool) -> Middleware:
@@ -36,7 +39,10 @@ def security_headers(*, https: bool) -> Middleware:
             exc.headers.update(headers)
             raise
         if not response.prepared:  # streams (SSE, WebSocket) set theirs before preparing
+            chosen = response.headers.get("Cross-Origin-Opener-Policy")
             response.headers.update(headers)
+            if chosen in OPENER_POLICIES:
+                response.headers["Cross-Origin-Opener-Policy"] = chosen
         return response
 
     return add_headers

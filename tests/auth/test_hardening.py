@@ -262,3 +262,34 @@ async def test_bad_form_input_is_a_400_page_naming_the_field(site: Site) -> None
     assert missing.status == 400
     assert "password" in await missing.text()
     assert await site.count("sessions") == 0
+
+
+async def test_a_page_may_loosen_only_the_opener_policy_and_only_for_popups(
+    aiohttp_client: Any,
+) -> None:
+    """The security middleware alone: a handler's Cross-Origin-Opener-Policy survives when it
+    is one of the allowed values; any other value, and any other header it sets, is replaced."""
+    from aiohttp import web
+
+    from medianest_server.web.security import HEADERS, security_headers
+
+    async def popup_page(request: web.Request) -> web.Response:
+        return web.Response(headers={"Cross-Origin-Opener-Policy": "same-origin-allow-popups"})
+
+    async def sneaky(request: web.Request) -> web.Response:
+        return web.Response(
+            headers={
+                "Cross-Origin-Opener-Policy": "unsafe-none",
+                "Content-Security-Policy": "script-src *",
+            }
+        )
+
+    app = web.Application(middlewares=[security_headers(https=False)])
+    app.router.add_get("/popup", popup_page)
+    app.router.add_get("/sneaky", sneaky)
+    client = await aiohttp_client(app)
+    popup = await client.get("/popup")
+    assert popup.headers["Cross-Origin-Opener-Policy"] == "same-origin-allow-popups"
+    other = await client.get("/sneaky")
+    assert other.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert other.headers["Content-Security-Policy"] == HEADERS["Content-Security-Policy"]

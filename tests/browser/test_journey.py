@@ -9,8 +9,6 @@ kept under test-artifacts/browser/.
 from __future__ import annotations
 
 import importlib
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +23,7 @@ from medianest_server.plugins.loader import Candidate
 
 from ..sample_plugins import good
 
-CHROMIUM = Path("/usr/bin/chromium")
-HAVE_CHROMIUM = CHROMIUM.exists()
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORTS = {
     "desktop": {"width": 1280, "height": 800},
     "phone": {"width": 320, "height": 640},
@@ -45,19 +32,10 @@ PASSWORD = "a long admin password"
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    if not HAVE_CHROMIUM:
-        message = "Debian's chromium is not installed (.ci/run installs it)"
-        if os.environ.get("MEDIANEST_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    playwright_api = pytest.importorskip("playwright.async_api")
-    async with playwright_api.async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        await chromium.close()
+def browser(chromium: Any) -> Any:
+    """Debian's Chromium through Playwright (the `chromium` fixture of medianest's pytest
+    plugin)."""
+    return chromium
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))

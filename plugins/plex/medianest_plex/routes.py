@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 from medianest_server.plugin_api import (
     InvalidInput,
@@ -17,6 +16,7 @@ from medianest_server.plugin_api import (
     UpstreamUnavailable,
     User,
     current_user,
+    render_page,
 )
 from yarl import URL
 
@@ -28,15 +28,16 @@ PIN_CHECK_SECONDS = 2
 NOT_CONFIGURED = "Plex is not configured: set url and token in [plugins.plex]"
 
 
-def render(
+async def render(
     request: web.Request, name: str, context: Mapping[str, Any], *, status: int = 200
 ) -> web.Response:
-    response = aiohttp_jinja2.render_template(name, request, dict(context), status=status)
+    """A page in the site's layout (menu, unread count, theme): per person, never cached."""
+    response = await render_page(request, name, context, status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def message_page(
+async def message_page(
     request: web.Request,
     title: str,
     message: str,
@@ -45,7 +46,7 @@ def message_page(
     retry_url: str | None = None,
     retry_label: str = "Try again",
 ) -> web.Response:
-    return render(
+    return await render(
         request,
         "plex/message.html",
         {"title": title, "message": message, "retry_url": retry_url, "retry_label": retry_label},
@@ -60,41 +61,68 @@ def build_routes(ctx: PluginContext) -> Routes:
         return ctx.services.get("plex", PlexService)
 
     # -- sign in with Plex ---------------------------------------------------------------
+    #
+    # GET /plex/login makes a PIN and shows the waiting page. With JavaScript, its button opens
+    # Plex in a popup (or, when popups are blocked, goes there with a forwardUrl back to
+    # /plex/login/check) and the page polls /plex/login/check as JSON; without, the button
+    # goes to Plex with the forwardUrl and a <noscript> refresh polls the same URL as HTML.
 
-    def waiting_page(request: web.Request, pin_id: int, code: str, auth_url: str) -> web.Response:
-        return render(
+    async def waiting(request: web.Request, stored: Mapping[str, Any]) -> web.Response:
+        if wants_json(request):
+            return web.json_response({"state": "waiting"}, headers={"Cache-Control": "no-store"})
+        pin_id = int(stored["id"])
+        response = await render(
             request,
             "plex/login.html",
             {
                 "pin_id": pin_id,
-                "code": code,
-                "auth_url": auth_url,
+                "code": stored["code"],
+                "auth_url": stored["auth_url"],
+                "popup_url": stored.get("popup_url") or stored["auth_url"],
                 "check_url": f"/plex/login/check?pin={pin_id}",
             },
         )
+        # keep a handle on the Plex popup (to close it when done); the default is same-origin
+        response.headers["Cross-Origin-Opener-Policy"] = "same-origin-allow-popups"
+        return response
 
-    def start_again(request: web.Request, title: str, message: str, status: int) -> web.Response:
-        response = message_page(request, title, message, status=status, retry_url="/plex/login")
-        response.del_cookie(PIN_COOKIE, path="/plex/login")
+    async def failed(
+        request: web.Request, title: str, message: str, status: int, *, forget_pin: bool = True
+    ) -> web.Response:
+        if wants_json(request):
+            body = {"state": "failed", "title": title, "message": message}
+            response: web.Response = web.json_response(
+                {**body, "retry_url": "/plex/login"}, status=status
+            )
+        else:
+            response = await message_page(
+                request, title, message, status=status, retry_url="/plex/login"
+            )
+        if forget_pin:
+            response.del_cookie(PIN_COOKIE, path="/plex/login")
         return response
 
     @routes.page("/login", access="public")
     async def login(request: web.Request) -> web.Response:
         plex = service()
         if plex is None:
-            return message_page(request, "Plex is not available", NOT_CONFIGURED, status=503)
+            return await message_page(request, "Plex is not available", NOT_CONFIGURED, status=503)
         try:
             pin = await plex.create_pin()
         except PlexError as exc:
-            return _plex_down(request, exc)
+            return await _plex_down(request, exc)
         nonce = secrets.token_urlsafe(24)  # binds the PIN to this browser
         ttl = max(60, min(pin.expires_in or 900, 3600))
         forward = str(request.url.with_path("/plex/login/check").with_query({"pin": str(pin.id)}))
-        auth_url = plex.auth_url(pin, forward_url=forward)
-        await ctx.cache.set(
-            f"pin:{nonce}", {"id": pin.id, "code": pin.code, "auth_url": auth_url}, ttl
-        )
-        response = waiting_page(request, pin.id, pin.code, auth_url)
+        stored = {
+            "id": pin.id,
+            "code": pin.code,
+            # the page's own tab comes back through forwardUrl; a popup only has to approve
+            "auth_url": plex.auth_url(pin, forward_url=forward),
+            "popup_url": plex.auth_url(pin),
+        }
+        await ctx.cache.set(f"pin:{nonce}", stored, ttl)
+        response = await waiting(request, stored)
         response.set_cookie(
             PIN_COOKIE,
             nonce,
@@ -108,15 +136,17 @@ def build_routes(ctx: PluginContext) -> Routes:
 
     @routes.page("/login/check", access="public")
     async def login_check(request: web.Request) -> web.StreamResponse:
+        """Ask plex.tv about this browser's PIN, at most once per PIN_CHECK_SECONDS; sign in
+        once it carries a token. HTML for the page and Plex's forwardUrl, JSON for polling."""
         plex = service()
         if plex is None:
-            return message_page(request, "Plex is not available", NOT_CONFIGURED, status=503)
+            return await failed(request, "Plex is not available", NOT_CONFIGURED, 503)
         nonce = request.cookies.get(PIN_COOKIE, "")
         stored = await ctx.cache.get(f"pin:{nonce}") if nonce else None
         if stored is None or request.query.get("pin", str(stored["id"])) != str(stored["id"]):
             if current_user(request) is not None:
-                raise web.HTTPSeeOther("/")
-            return start_again(
+                return signed_in(request)
+            return await failed(
                 request,
                 "Sign-in not found",
                 "This Plex sign-in expired or was started in another browser.",
@@ -127,15 +157,15 @@ def build_routes(ctx: PluginContext) -> Routes:
             f"plex:pin:{pin_id}", limit=1, window_seconds=PIN_CHECK_SECONDS
         )
         if not limit.allowed:
-            return waiting_page(request, pin_id, stored["code"], stored["auth_url"])
+            return await waiting(request, stored)
         try:
             pin = await plex.check_pin(pin_id)
             if not pin.auth_token:
-                return waiting_page(request, pin_id, stored["code"], stored["auth_url"])
+                return await waiting(request, stored)
             identity = await plex.identity_for(pin.auth_token)
         except PinExpired:
             await ctx.cache.delete(f"pin:{nonce}")
-            return start_again(
+            return await failed(
                 request,
                 "The Plex sign-in expired",
                 "The code was not approved in time. Start again to get a new one.",
@@ -143,7 +173,7 @@ def build_routes(ctx: PluginContext) -> Routes:
             )
         except NoServerAccess as exc:
             await ctx.cache.delete(f"pin:{nonce}")
-            return start_again(
+            return await failed(
                 request,
                 "No access to this server",
                 f"The Plex account {exc.username} has no access to this Plex server, so it "
@@ -152,12 +182,18 @@ def build_routes(ctx: PluginContext) -> Routes:
                 403,
             )
         except PlexError as exc:
-            return _plex_down(request, exc)
+            title, message, status = _plex_down_text(exc)
+            return await failed(request, title, message, status, forget_pin=False)
         await ctx.cache.delete(f"pin:{nonce}")
         await ctx.complete_login(request, identity)
-        response = web.Response(status=303, headers={"Location": "/"})
+        response = signed_in(request)
         response.del_cookie(PIN_COOKIE, path="/plex/login")
         return response
+
+    def signed_in(request: web.Request) -> web.Response:
+        if wants_json(request):
+            return web.json_response({"state": "signed_in", "redirect": "/"})
+        return web.Response(status=303, headers={"Location": "/"})
 
     # -- the library: JSON ---------------------------------------------------------------
 
@@ -268,13 +304,13 @@ def build_routes(ctx: PluginContext) -> Routes:
     ) -> web.Response:
         plex = service()
         if plex is None:
-            return message_page(request, "Plex is not available", NOT_CONFIGURED, status=503)
+            return await message_page(request, "Plex is not available", NOT_CONFIGURED, status=503)
         user = who(request)
         context: dict[str, Any] = {"user": user, "error": None}
         try:
             context.update(await load(plex, user))
         except PlexSignInNeeded as exc:
-            return message_page(
+            return await message_page(
                 request,
                 "Sign in with Plex again",
                 exc.message,
@@ -283,10 +319,12 @@ def build_routes(ctx: PluginContext) -> Routes:
                 retry_label="Sign in with Plex",
             )
         except PlexNotFound:
-            return message_page(request, "Not found", "Plex has no such item for you.", status=404)
+            return await message_page(
+                request, "Not found", "Plex has no such item for you.", status=404
+            )
         except PlexError as exc:
             context["error"] = f"Plex is not answering right now ({exc.message})."
-        return render(request, template, context)
+        return await render(request, template, context)
 
     @routes.page("/", access="user")
     async def index(request: web.Request) -> web.Response:
@@ -467,13 +505,25 @@ def browse_args(request: web.Request) -> dict[str, Any]:
     return {"start": start, "size": size, "sort": sort, "filters": filters}
 
 
-def _plex_down(request: web.Request, exc: PlexError) -> web.Response:
+def wants_json(request: web.Request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _plex_down_text(exc: PlexError) -> tuple[str, str, int]:
+    """(title, message, status) for plex.tv or the server failing during sign-in."""
     if isinstance(exc, PlexUnavailable):
-        title, status = f"{exc.upstream} cannot be reached", 503
-        text = (
-            f"{exc.upstream} is not answering right now, so signing in with Plex is not possible."
+        return (
+            f"{exc.upstream} cannot be reached",
+            f"{exc.upstream} is not answering right now, so signing in with Plex is not possible.",
+            503,
         )
-    else:
-        title, status = f"{exc.upstream} answered unexpectedly", 502
-        text = f"Signing in with Plex failed: {exc.message}."
-    return message_page(request, title, text, status=status, retry_url="/plex/login")
+    return (
+        f"{exc.upstream} answered unexpectedly",
+        f"Signing in with Plex failed: {exc.message}.",
+        502,
+    )
+
+
+async def _plex_down(request: web.Request, exc: PlexError) -> web.Response:
+    title, text, status = _plex_down_text(exc)
+    return await message_page(request, title, text, status=status, retry_url="/plex/login")

@@ -33,10 +33,16 @@ async def start(client: MediaNestClient, plex: FakePlex) -> int:
     text = await response.text()
     pin_id = max(plex.tv.pins)
     assert f"/plex/login/check?pin={pin_id}" in text
-    assert 'http-equiv="refresh"' in text and 'target="_blank"' in text
-    assert "https://app.plex.tv/auth#?" in html.unescape(text)
+    # without JavaScript: a refresh polls, and the button goes to Plex and comes back
+    assert '<noscript><meta http-equiv="refresh"' in text
+    page = html.unescape(text)
+    href = page.split('class="button" href="', 1)[1].split('"', 1)[0]
+    popup = page.split('data-popup="', 1)[1].split('"', 1)[0]
+    assert href.startswith("https://app.plex.tv/auth#?") and "forwardUrl=" in href
+    assert popup.startswith("https://app.plex.tv/auth#?") and "forwardUrl" not in popup
     assert "<script" not in text.replace('<script type="module"', "")
     assert plex.owner.token not in text
+    assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin-allow-popups"
     return pin_id
 
 
@@ -155,3 +161,54 @@ async def test_polling_asks_plex_tv_gently(
     for _ in range(5):
         assert (await anonymous_client.get(f"/plex/login/check?pin={pin_id}")).status == 200
     assert plex.tv.requests[path] == 1
+
+
+async def poll(client: MediaNestClient, pin_id: int, clock: ManualClock) -> Any:
+    clock.advance(3)
+    return await client.get(
+        f"/plex/login/check?pin={pin_id}", headers={"Accept": "application/json"}
+    )
+
+
+async def test_the_page_polls_as_json_and_is_signed_in_by_the_answer(
+    anonymous_client: MediaNestClient, plex: FakePlex, clock: ManualClock
+) -> None:
+    pin_id = await start(anonymous_client, plex)
+    waiting = await poll(anonymous_client, pin_id, clock)
+    assert (waiting.status, await waiting.json()) == (200, {"state": "waiting"})
+    plex.tv.approve_pin(pin_id, plex.owner)
+    done = await poll(anonymous_client, pin_id, clock)
+    assert (done.status, await done.json()) == (200, {"state": "signed_in", "redirect": "/"})
+    me = await (await anonymous_client.get("/api/v1/me")).json()
+    assert me["username"] == plex.owner.username
+    # a late poll (the popup's page, a second tab) finds the browser signed in
+    again = await poll(anonymous_client, pin_id, clock)
+    assert (await again.json())["state"] == "signed_in"
+
+
+async def test_polling_reports_an_expired_pin_or_a_stranger_as_json(
+    anonymous_client: MediaNestClient, plex: FakePlex, clock: ManualClock
+) -> None:
+    pin_id = await start(anonymous_client, plex)
+    plex.tv.expire_pin(pin_id)
+    expired = await poll(anonymous_client, pin_id, clock)
+    body = await expired.json()
+    assert expired.status == 410
+    assert body["state"] == "failed" and "expired" in body["title"]
+    assert body["retry_url"] == "/plex/login"
+
+    pin_id = await start(anonymous_client, plex)
+    plex.tv.approve_pin(pin_id, plex.tv.add_stranger("mallory"))
+    refused = await poll(anonymous_client, pin_id, clock)
+    assert refused.status == 403
+    assert "has no access to this Plex server" in (await refused.json())["message"]
+
+
+async def test_plex_pages_are_in_the_site_layout(
+    anonymous_client: MediaNestClient, plex: FakePlex, clock: ManualClock
+) -> None:
+    await sign_in(anonymous_client, plex, clock, plex.owner)
+    text = await (await anonymous_client.get("/plex/")).text()
+    assert "data-unread-badge" in text  # the bell
+    assert 'aria-current="page"' in text and ">Library</span>" in text  # the menu
+    assert "<title>Library · MediaNest</title>" in text
