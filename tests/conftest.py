@@ -28,6 +28,10 @@ from medianest_server.db import (
     load_migrations,
     open_database,
 )
+from medianest_server.testing.plugin import (
+    postgres_admin_connection,
+    service_missing,
+)
 
 SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 
@@ -119,60 +123,21 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         server.stop()
 
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "MEDIANEST_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 REDIS_URL = os.environ.get("MEDIANEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def service_missing(what: str, error: Exception) -> None:
-    """Skip when a real service is not running, or fail when CI says it must be there."""
-    message = f"{what} is not reachable ({error}); start it or run .ci/run"
-    if os.environ.get("MEDIANEST_REQUIRE_SERVICES") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def _admin_connection(url: str) -> Any:
-    import psycopg2
-
-    connection = psycopg2.connect(url, connect_timeout=3)
-    connection.autocommit = True
-    return connection
+_admin_connection = postgres_admin_connection
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> str:
-    """The admin URL of a reachable PostgreSQL server; skips (or fails) when there is none."""
-    import psycopg2
-
-    try:
-        _admin_connection(POSTGRES_ADMIN_URL).close()
-    except psycopg2.OperationalError as exc:
-        service_missing(f"PostgreSQL at {POSTGRES_ADMIN_URL}", exc)
-    return POSTGRES_ADMIN_URL
+def postgres_server(medianest_postgres_server: str) -> str:
+    return medianest_postgres_server
 
 
 @pytest.fixture
-def postgres_url(postgres_server: str) -> Iterator[str]:
+def postgres_url(medianest_postgres_url: str) -> str:
     """The URL of a fresh, empty PostgreSQL database, dropped after the test."""
-    name = f"medianest_test_{uuid.uuid4().hex[:12]}"
-    admin = _admin_connection(postgres_server)
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        yield postgres_server.rsplit("/", 1)[0] + "/" + name
-    finally:
-        try:
-            with admin.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = %s AND pid <> pg_backend_pid()",
-                    (name,),
-                )
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        finally:
-            admin.close()
+    return medianest_postgres_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -34,6 +34,8 @@ class AccountLinks(Protocol):
 
     async def secret(self, user_id: int, provider: str) -> str | None: ...
 
+    async def user(self, user_id: int) -> User | None: ...
+
 
 class ServiceRegistry:
     """Typed services plugins publish for each other (`plex` publishes its library service)."""
@@ -105,6 +107,12 @@ class PluginContext:
         if self.accounts is None:
             return None
         return await self.accounts.secret(user_id, provider)
+
+    async def user(self, user_id: int) -> User | None:
+        """The user with this id (events and jobs carry ids), or None if there is none."""
+        if self.accounts is None:
+            return None
+        return await self.accounts.user(user_id)
 
     async def emit(
         self, type: str, data: Mapping[str, Any] | None = None, *, topic: str = "all"

@@ -17,7 +17,9 @@ Fixtures: `medianest_app` (started app), `anonymous_client`, `user_client`, `adm
 (signed in with personal API tokens; `.user` is who they are), `fake_upstream` (serve an
 aiohttp app on 127.0.0.1 as a stand-in for an upstream service) and `clock` (a ManualClock the
 app runs on: `clock.advance(60)`). The database is SQLite in the test's tmp_path unless
-`medianest_database_url` is overridden. `chromium`: a headless Chromium (Debian's
+`medianest_database_url` is overridden; to run a module on both databases, as store tests
+should, override it with `medianest_each_database` (SQLite, then a fresh PostgreSQL database
+at MEDIANEST_TEST_POSTGRES_URL's server). `chromium`: a headless Chromium (Debian's
 /usr/bin/chromium) driven by Playwright, for tests of pages in a real browser; skipped where it
 is missing, a failure under MEDIANEST_REQUIRE_SERVICES=1 (CI).
 """
@@ -25,7 +27,8 @@ is missing, a failure under MEDIANEST_REQUIRE_SERVICES=1 (CI).
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +116,70 @@ def medianest_settings() -> dict[str, Any]:
 @pytest.fixture
 def medianest_database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/medianest.db"
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "MEDIANEST_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def service_missing(what: str, error: Exception) -> None:
+    """Skip when a real service is not running, or fail when CI says it must be there."""
+    message = f"{what} is not reachable ({error}); start it or run .ci/run"
+    if os.environ.get("MEDIANEST_REQUIRE_SERVICES") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def postgres_admin_connection(url: str) -> Any:
+    import psycopg2  # comes with aiopg
+
+    connection = psycopg2.connect(url, connect_timeout=3)
+    connection.autocommit = True
+    return connection
+
+
+@pytest.fixture(scope="session")
+def medianest_postgres_server() -> str:
+    """The admin URL of a reachable PostgreSQL server; skips (fails in CI) when there is none."""
+    import psycopg2
+
+    try:
+        postgres_admin_connection(POSTGRES_ADMIN_URL).close()
+    except psycopg2.OperationalError as exc:
+        service_missing(f"PostgreSQL at {POSTGRES_ADMIN_URL}", exc)
+    return POSTGRES_ADMIN_URL
+
+
+@pytest.fixture
+def medianest_postgres_url(medianest_postgres_server: str) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    name = f"medianest_test_{uuid.uuid4().hex[:12]}"
+    admin = postgres_admin_connection(medianest_postgres_server)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        yield medianest_postgres_server.rsplit("/", 1)[0] + "/" + name
+    finally:
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        finally:
+            admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def medianest_each_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new SQLite file, then (a second run of the test) a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/medianest.db"
+    url: str = request.getfixturevalue("medianest_postgres_url")
+    return url
 
 
 @pytest.fixture

@@ -210,7 +210,7 @@ def medianest_routes() -> Routes:
 
 
 class BrowserAccounts:
-    """`ctx.complete_login` and `ctx.user_secret` for login-provider plugins."""
+    """`ctx.complete_login`, `ctx.user_secret` and `ctx.user` for plugins."""
 
     def __init__(self, auth: AuthServices) -> None:
         self.auth = auth
@@ -222,3 +222,6 @@ class BrowserAccounts:
 
     async def secret(self, user_id: int, provider: str) -> str | None:
         return await identity_secret(self.auth, user_id, provider)
+
+    async def user(self, user_id: int) -> User | None:
+        return await self.auth.users.get(user_id)

@@ -7,6 +7,7 @@ service.py, the pages and JSON API in routes.py.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -40,6 +41,11 @@ NOT_CONFIGURED = "Plex is not configured: set url and token in [plugins.plex]"
 @hookimpl
 def medianest_config_schema() -> type[Schema]:
     return PlexSettings
+
+
+@hookimpl
+def medianest_migrations() -> Path:
+    return Path(__file__).parent / "migrations"
 
 
 @hookimpl

@@ -244,7 +244,12 @@ def build_routes(ctx: PluginContext) -> Routes:
         section = request.query.get("section", "")
         if not section.isdigit():
             raise InvalidInput("Invalid section", details={"section": ["Not a library key."]})
+        mine = request.query.get("mine", "")
+        if mine not in ("", "0", "1", "true", "false"):
+            raise InvalidInput("Invalid filter", details={"mine": ["Use 1 or 0."]})
         items = await ready().collections(who(request), section)
+        if mine in ("1", "true"):
+            items = [c for c in items if c["mine"]]
         return web.json_response({"section": section, "collections": items})
 
     @routes.get("/collections/{id:\\d+}", access="user")

@@ -269,7 +269,8 @@ class PlexService:
         return int(await self.ctx.cache.get("collections_generation") or 0)
 
     async def collections(self, user: User, section: str) -> list[dict[str, Any]]:
-        """The collections of a library, as `user` sees it."""
+        """The collections of a library, as `user` sees it; `mine` marks those MediaNest made
+        for them (their downloaded playlists), which come first."""
 
         async def load(client: PlexServerClient) -> list[dict[str, Any]]:
             return [
@@ -278,10 +279,12 @@ class PlexService:
             ]
 
         generation = await self._collections_generation()
-        result: list[dict[str, Any]] = await self._cached(
+        listed: list[dict[str, Any]] = await self._cached(
             user, f"collections:{generation}:{section}", self._ttl("library"), load
         )
-        return result
+        mine = await self.owned_collections(user)
+        marked = [{**c, "mine": c["rating_key"] in mine} for c in listed]
+        return sorted(marked, key=lambda c: not c["mine"])
 
     async def collection(self, user: User, collection_id: str) -> dict[str, Any]:
         """One collection with what it holds, as `user` sees it; `PlexNotFound` if none."""
@@ -417,10 +420,22 @@ class PlexService:
         return section.key
 
     async def add_to_collection(
-        self, section: str | int, title: str, items: list[str] | tuple[str, ...]
+        self,
+        section: str | int,
+        title: str,
+        items: list[str] | tuple[str, ...],
+        *,
+        owner: User | None = None,
     ) -> str:
         """Put `items` (rating keys) in the collection `title` of library `section`, creating
-        it if the library has none of that title. Answers the collection's rating key."""
+        it if needed. Answers the collection's rating key.
+
+        Without `owner`, the library's collection of that title is used (made if missing).
+        With `owner`, the collection is that person's: the one MediaNest made for them under
+        this title before (if Plex still has it), else a new one, named `title` or, when
+        someone else's collection has that name already, `title (their name)`; it is recorded
+        as theirs, so their library view shows it as theirs and deleting them forgets it.
+        """
         title = " ".join(title.split())
         if not title:
             raise ValueError("a collection needs a title")
@@ -429,17 +444,67 @@ class PlexService:
         section = str(section)
         lock = self._collection_locks.setdefault((section, title.lower()), asyncio.Lock())
         async with lock:
-            existing = next(
-                (c for c in await self.server.collections(section) if c.title == title), None
-            )
-            if existing is None:
-                created = await self.server.create_collection(section, title, list(items))
-                key = created.rating_key
+            existing = {c.title: c.rating_key for c in await self.server.collections(section)}
+            if owner is not None:
+                key = await self._add_for_owner(owner, section, title, list(items), existing)
+            elif title in existing:
+                key = existing[title]
+                await self.server.add_to_collection(key, list(items))
             else:
-                await self.server.add_to_collection(existing.rating_key, list(items))
-                key = existing.rating_key
+                key = (await self.server.create_collection(section, title, list(items))).rating_key
         await self._collections_changed()
         return key
+
+    async def _add_for_owner(
+        self,
+        owner: User,
+        section: str,
+        playlist: str,
+        items: list[str],
+        existing: Mapping[str, str],
+    ) -> str:
+        row = await self.ctx.db.fetch_one(
+            "SELECT collection_key FROM plex_collections"
+            " WHERE user_id = :user_id AND section_key = :section AND playlist = :playlist",
+            {"user_id": owner.id, "section": section, "playlist": playlist},
+        )
+        if row is not None and row["collection_key"] in existing.values():
+            key = str(row["collection_key"])
+            await self.server.add_to_collection(key, items)
+            return key
+        if row is not None:  # deleted in Plex since: forget it, make it again
+            await self.ctx.db.execute(
+                "DELETE FROM plex_collections WHERE collection_key = :key",
+                {"key": row["collection_key"]},
+            )
+        title = playlist if playlist not in existing else f"{playlist} ({owner.name})"
+        if title in existing:  # theirs from before, unrecorded: take it back
+            key = existing[title]
+            await self.server.add_to_collection(key, items)
+        else:
+            key = (await self.server.create_collection(section, title, items)).rating_key
+        await self.ctx.db.execute(
+            "INSERT INTO plex_collections (user_id, section_key, collection_key, playlist,"
+            " title, created_at) VALUES (:user_id, :section, :key, :playlist, :title, :now)"
+            " ON CONFLICT DO NOTHING",
+            {
+                "user_id": owner.id,
+                "section": section,
+                "key": key,
+                "playlist": playlist,
+                "title": title,
+                "now": self.ctx.clock.now(),
+            },
+        )
+        return key
+
+    async def owned_collections(self, user: User) -> set[str]:
+        """The rating keys of the collections MediaNest made for `user`."""
+        rows = await self.ctx.db.fetch_all(
+            "SELECT collection_key FROM plex_collections WHERE user_id = :user_id",
+            {"user_id": user.id},
+        )
+        return {str(r["collection_key"]) for r in rows}
 
     def scan_delays(self) -> list[float]:
         """Waits between looks for a new item after a refresh: 0.25 s doubling to 5 s, in all
@@ -472,8 +537,10 @@ class PlexService:
 
     async def download_completed(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """A `youtube.download.completed` event: refresh the folder of `path` in its library,
-        then, for a download from a playlist, put the new item in the collection named after
-        the playlist once Plex lists it. Answers what was done (for logs and tests)."""
+        then, for a download from a playlist, put the new item in the downloader's collection
+        for that playlist once Plex lists it. Only if that library is in their own view of the
+        server (what Plex shares with them): a collection they cannot see is no use to them.
+        Answers what was done (for logs and tests)."""
         path = data.get("path")
         if not isinstance(path, str) or not path:
             self.ctx.log.warning("youtube.download.completed without a path: ignored")
@@ -487,6 +554,22 @@ class PlexService:
         playlist = data.get("playlist")
         if not isinstance(playlist, str) or not playlist.strip():
             return result
+        user_id = data.get("user_id")
+        owner = await self.ctx.user(user_id) if isinstance(user_id, int) else None
+        if owner is None or owner.disabled:
+            self.ctx.log.warning(
+                "download %s: no active user %r to own collection %r", path, user_id, playlist
+            )
+            return result
+        if not await self._sees_section(owner, section.key):
+            self.ctx.log.warning(
+                "download %s: library %s is not shared with %s, so no collection %r for them",
+                path,
+                section.title,
+                owner.username,
+                playlist,
+            )
+            return result
         item = await self.wait_for_item(section, mapped)
         if item is None:
             self.ctx.log.warning(
@@ -497,10 +580,23 @@ class PlexService:
             )
             return result
         result["collection"] = await self.add_to_collection(
-            section.key, playlist, [item.rating_key]
+            section.key, playlist, [item.rating_key], owner=owner
         )
         result["rating_key"] = item.rating_key
         return result
+
+    async def _sees_section(self, user: User, section_key: str) -> bool:
+        """Is library `section_key` in `user`'s view of the server (fresh, not cached)?"""
+        try:
+            token = await self.token_for(user)
+        except PlexSignInNeeded:
+            return False
+        client = self.server.for_token(token)
+        try:
+            sections = await client.sections()
+        except PlexUnauthorized:
+            return False
+        return any(s.key == section_key for s in sections)
 
     async def _collections_changed(self) -> None:
         generation = int(await self.ctx.cache.get("collections_generation") or 0)

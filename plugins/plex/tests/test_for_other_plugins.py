@@ -9,16 +9,23 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 from medianest_server.appkeys import SERVICES
-from medianest_server.plugin_api import make_event
+from medianest_server.plugin_api import ManualClock, make_event
+from medianest_server.testing import MediaNestClient
 
 from medianest_plex.config import PlexSettings, ValidationError, parse_mappings
 from medianest_plex.service import PlexService
-from medianest_plex.testing import FakePlex
+from medianest_plex.testing import FakeItem, FakePlex, sign_in_with_plex
 
 
 @pytest.fixture
 def medianest_plugins() -> list[str]:
     return ["plex"]
+
+
+@pytest.fixture
+def medianest_database_url(medianest_each_database: str) -> str:
+    """Collections are recorded in plex_collections: every test here runs on both databases."""
+    return medianest_each_database
 
 
 @pytest.fixture
@@ -83,11 +90,30 @@ async def test_add_to_collection_creates_once_then_reuses(
     assert collection.members == (first.rating_key, second.rating_key)
 
 
-async def publish_download(app: TestServer, path: str, playlist: str | None = None) -> None:
-    data = {"user_id": 1, "path": path, "playlist": playlist, "title": path.rsplit("/", 1)[-1]}
+async def publish_download(
+    app: TestServer, path: str, playlist: str | None = None, *, user_id: int = 1
+) -> None:
+    """What the YouTube plugin publishes when a download is done (user 1: the first admin)."""
+    data = {
+        "user_id": user_id,
+        "path": path,
+        "playlist": playlist,
+        "title": path.rsplit("/", 1)[-1],
+    }
     await app.app[SERVICES].events.publish(
-        make_event("youtube.download.completed", data, topic="user:1")
+        make_event("youtube.download.completed", data, topic=f"user:{user_id}")
     )
+
+
+async def download_into_playlist(
+    app: TestServer, plex: FakePlex, n: int, playlist: str, *, user_id: int
+) -> FakeItem:
+    """One playlist video downloaded: published, refreshed, then found by Plex's scan."""
+    folder = f"/srv/media/youtube/{playlist}"
+    await publish_download(app, f"{folder}/Video {n}.mp4", playlist=playlist, user_id=user_id)
+    await plex.server.wait_for_refresh(len(plex.server.refresh_calls) + 1)
+    await asyncio.sleep(0.05)  # the plugin looks once before Plex's scan finds it
+    return plex.server.add_item(3, f"{playlist} {n}", f"/data/youtube/{playlist}/Video {n}.mp4")
 
 
 async def until(check: Callable[[], bool], seconds: float = 5.0) -> None:
@@ -108,7 +134,7 @@ async def test_a_download_refreshes_its_folder_once_without_a_playlist(
 
 
 async def test_a_playlist_download_lands_in_one_collection_named_after_it(
-    medianest_app: TestServer, plex: FakePlex
+    medianest_app: TestServer, plex: FakePlex, admin_client: MediaNestClient
 ) -> None:
     for n in (1, 2):
         local = f"/srv/media/youtube/Road Trip/Video {n}.mp4"
@@ -139,3 +165,92 @@ async def test_a_download_outside_every_mapping_or_library_is_ignored(
     assert [c.section_key for c in plex.server.refresh_calls] == ["3"]
     assert not plex.server.collections_named("X")
     assert "under no path mapping" in caplog.text and "in no Plex library" in caplog.text
+
+
+async def wait_for_member(plex: FakePlex, item: FakeItem) -> str:
+    """The title of the collection `item` ends up in."""
+    async with asyncio.timeout(5):
+        while True:
+            for collection in plex.server.sections[3].collections:
+                if item.rating_key in collection.members:
+                    return str(collection.title)
+            await asyncio.sleep(0.02)
+
+
+async def test_each_persons_playlist_is_their_own_collection(
+    medianest_app: TestServer,
+    plex: FakePlex,
+    clock: ManualClock,
+    admin_client: MediaNestClient,
+    aiohttp_client: Any,
+) -> None:
+    """Two people download a playlist of the same name: each gets a collection of their own,
+    shown as theirs in their view; their next download of it goes to the same one."""
+    bob = plex.tv.add_friend("bob", sections=[3])
+    browser: MediaNestClient = await aiohttp_client(medianest_app)
+    assert (await sign_in_with_plex(browser, plex, clock, bob)).status == 303
+    bob_id = (await (await browser.get("/api/v1/me")).json())["id"]
+    admin = admin_client.user
+    assert admin is not None
+
+    first = await download_into_playlist(medianest_app, plex, 1, "Mix", user_id=admin.id)
+    assert await wait_for_member(plex, first) == "Mix"
+    second = await download_into_playlist(medianest_app, plex, 2, "Mix", user_id=bob_id)
+    assert await wait_for_member(plex, second) == "Mix (Bob)"
+    third = await download_into_playlist(medianest_app, plex, 3, "Mix", user_id=bob_id)
+    assert await wait_for_member(plex, third) == "Mix (Bob)"
+    assert sorted(c.title for c in plex.server.sections[3].collections) == ["Mix", "Mix (Bob)"]
+
+    listed = await (await browser.get("/api/v1/plex/collections?section=3")).json()
+    assert [(c["title"], c["mine"]) for c in listed["collections"]] == [
+        ("Mix (Bob)", True),
+        ("Mix", False),
+    ]
+    only_mine = await (await browser.get("/api/v1/plex/collections?section=3&mine=1")).json()
+    assert [c["title"] for c in only_mine["collections"]] == ["Mix (Bob)"]
+    page = await (await browser.get("/plex/collections/3")).text()
+    assert page.count("Your playlist") == 1
+    bad = await browser.get("/api/v1/plex/collections?section=3&mine=maybe")
+    assert bad.status == 400 and "mine" in (await bad.json())["error"]["details"]
+
+
+async def test_no_collection_in_a_library_the_person_cannot_see(
+    medianest_app: TestServer,
+    plex: FakePlex,
+    clock: ManualClock,
+    admin_client: MediaNestClient,
+    aiohttp_client: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    carol = plex.tv.add_friend("carol", sections=[1])  # films only, not the YouTube library
+    browser: MediaNestClient = await aiohttp_client(medianest_app)
+    assert (await sign_in_with_plex(browser, plex, clock, carol)).status == 303
+    carol_id = (await (await browser.get("/api/v1/me")).json())["id"]
+    await publish_download(
+        medianest_app, "/srv/media/youtube/Hers/Video.mp4", playlist="Hers", user_id=carol_id
+    )
+    await plex.server.wait_for_refresh(1)  # the file is still scanned in
+    async with asyncio.timeout(5):
+        while "is not shared with carol" not in caplog.text:
+            await asyncio.sleep(0.02)
+    assert not plex.server.sections[3].collections
+
+
+async def test_a_deleted_persons_collections_are_forgotten_not_reused(
+    medianest_app: TestServer,
+    plex: FakePlex,
+    clock: ManualClock,
+    admin_client: MediaNestClient,
+    aiohttp_client: Any,
+) -> None:
+    dave = plex.tv.add_friend("dave", sections=[3])
+    browser: MediaNestClient = await aiohttp_client(medianest_app)
+    assert (await sign_in_with_plex(browser, plex, clock, dave)).status == 303
+    dave_id = (await (await browser.get("/api/v1/me")).json())["id"]
+    item = await download_into_playlist(medianest_app, plex, 1, "Trip", user_id=dave_id)
+    await wait_for_member(plex, item)
+    db = medianest_app.app[SERVICES].db
+    assert await db.fetch_val("SELECT count(*) FROM plex_collections") == 1
+    deleted = await admin_client.delete(f"/api/v1/admin/users/{dave_id}")
+    assert deleted.status in (200, 204), await deleted.text()
+    assert await db.fetch_val("SELECT count(*) FROM plex_collections") == 0

@@ -13,16 +13,21 @@ names and types, XML unless JSON is asked for, paging, error forms. Both run on 
         await plex.stop_tv()                             # plex.tv down: connection refused
 
 Or build them yourself: `FakePlexServer()` and `FakePlexTv(server=...)`, each with `app()`.
+
+`await sign_in_with_plex(client, plex, clock, account)` signs a MediaNest test client in as a
+Plex account the way a browser does (PIN, approval, check), for end-to-end tests that need a
+person who signed in with Plex (their own server token, their own libraries).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
-from medianest_server.plugin_api import Clock
+from aiohttp.test_utils import TestClient, TestServer
+from medianest_server.plugin_api import Clock, ManualClock
 
 from .library import FakeItem, FakeSection, FakeSession
 from .plextv import FakePin, FakePlexTv, PlexAccount, account_json
@@ -76,6 +81,20 @@ async def start_fake_plex(
     )
 
 
+async def sign_in_with_plex(
+    client: TestClient[Any, Any], plex: FakePlex, clock: ManualClock, account: PlexAccount
+) -> Any:
+    """Sign `client` in with Plex as `account` through MediaNest's own pages: start, approve
+    the PIN on the fake plex.tv, check. Returns the last response (303 to / when let in)."""
+    started = await client.get("/plex/login")
+    if started.status != 200:
+        raise AssertionError(f"/plex/login answered {started.status}: {await started.text()}")
+    pin_id = max(plex.tv.pins)
+    plex.tv.approve_pin(pin_id, account)
+    clock.advance(3)  # the check asks plex.tv at most once per 2 s per PIN
+    return await client.get(f"/plex/login/check?pin={pin_id}", allow_redirects=False)
+
+
 __all__ = [
     "FakeItem",
     "FakePin",
@@ -92,5 +111,6 @@ __all__ = [
     "account_json",
     "jpeg",
     "jpeg_size",
+    "sign_in_with_plex",
     "start_fake_plex",
 ]
