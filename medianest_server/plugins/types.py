@@ -110,9 +110,18 @@ class ExternalIdentity:
 
 @dataclass(frozen=True)
 class LoginProvider:
-    """A sign-in method listed on the sign-in page; `start_url` begins its flow."""
+    """A sign-in method listed on the sign-in page; `start_url` begins its flow.
+
+    With `popup=True` the sign-in page runs the flow in a popup and stays where it is:
+    `start_url` must answer `Accept: application/json` with `{"popup_url", "poll_url"}` (what
+    to open in the popup, and what to poll: `{"state": "waiting"}`, `{"redirect": "/"}` once
+    signed in, or `{"state": "failed", "title", "message"}`), and `start_url?redirect=1` with
+    a redirect to the provider that comes back signed in (used when popups are blocked).
+    Without JavaScript the link is simply followed.
+    """
 
     id: str
     title: str
     start_url: str
     icon: str = ""
+    popup: bool = False

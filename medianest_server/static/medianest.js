@@ -116,19 +116,14 @@ function enablePopups() {
   });
 }
 
-// <section data-poll-url="URL" data-poll-seconds="N">: ask URL for JSON every N seconds.
-// {"state": "waiting"} keeps asking; {"redirect": "/x"} goes there; {"state": "failed",
-// "title", "message", "retry_url"} shows why in [data-poll-status] and stops.
-function enablePolling() {
-  const box = document.querySelector("[data-poll-url]");
-  if (!box) return;
-  const status = box.querySelector("[data-poll-status]");
-  const every = Math.max(1, Number(box.dataset.pollSeconds || 2)) * 1000;
+// Poll `url` for JSON every `every` ms: {"state": "waiting"} keeps asking; {"redirect": "/x"}
+// goes there; {"state": "failed", "title", "message", "retry_url"} shows why in `status`.
+function poll(url, status, every) {
   const finish = () => popupWindow?.close();
   const ask = async () => {
     let body = null;
     try {
-      const response = await fetch(box.dataset.pollUrl, {
+      const response = await fetch(url, {
         headers: { Accept: "application/json" },
         credentials: "same-origin",
       });
@@ -142,17 +137,7 @@ function enablePolling() {
       window.location.assign(body.redirect);
     } else if (body.state === "failed") {
       finish();
-      box.classList.add("error");
-      if (status) {
-        status.textContent = `${body.title}: ${body.message}`;
-        if (body.retry_url) {
-          const again = document.createElement("a");
-          again.href = body.retry_url;
-          again.className = "button";
-          again.textContent = "Try again";
-          status.append(" ", again);
-        }
-      }
+      showProblem(status, body);
     } else {
       setTimeout(ask, every);
     }
@@ -160,8 +145,67 @@ function enablePolling() {
   setTimeout(ask, every);
 }
 
+function showProblem(status, body) {
+  if (!status) return;
+  status.closest("section")?.classList.add("error");
+  status.textContent = body.title ? `${body.title}: ${body.message}` : String(body.message);
+  if (body.retry_url) {
+    const again = document.createElement("a");
+    again.href = body.retry_url;
+    again.className = "button";
+    again.textContent = "Try again";
+    status.append(" ", again);
+  }
+}
+
+// <section data-poll-url="URL" data-poll-seconds="N">: a page that waits on another site.
+function enablePolling() {
+  const box = document.querySelector("[data-poll-url]");
+  if (!box) return;
+  const every = Math.max(1, Number(box.dataset.pollSeconds || 2)) * 1000;
+  poll(box.dataset.pollUrl, box.querySelector("[data-poll-status]"), every);
+}
+
+// <a href="START" data-popup-flow="START">: sign in with another site in a popup, staying on
+// this page (see LoginProvider.popup). The popup opens at once, in the click, so browsers
+// allow it; START (as JSON) then says where to send it and what to poll. With popups
+// blocked, START?redirect=1 takes the whole page there and back.
+function enablePopupFlows() {
+  document.addEventListener("click", async (event) => {
+    const link = event.target.closest("a[data-popup-flow]");
+    if (!link) return;
+    event.preventDefault();
+    const start = new URL(link.dataset.popupFlow, window.location.href);
+    const popup = window.open("about:blank", "medianest-signin", "popup,width=600,height=720");
+    if (!popup) {
+      start.searchParams.set("redirect", "1");
+      window.location.assign(start);
+      return;
+    }
+    popupWindow = popup;
+    const status = document.querySelector("[data-poll-status]");
+    let flow = null;
+    try {
+      const response = await fetch(start, {
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      flow = await response.json();
+      if (!response.ok || !flow.popup_url) throw flow;
+    } catch (problem) {
+      popup.close();
+      showProblem(status, problem?.message ? problem : { message: "Could not start signing in." });
+      return;
+    }
+    popup.location.href = flow.popup_url;
+    if (status) status.textContent = "Waiting for you to sign in in the other window…";
+    poll(flow.poll_url, status, 2000);
+  });
+}
+
 connectLive();
 enablePopups();
+enablePopupFlows();
 enablePolling();
 enableConfirmations();
 enableWidgetDragging();

@@ -154,7 +154,7 @@ async def login_page(request: web.Request) -> web.Response:
         raise web.HTTPSeeOther("/setup")
     if request.get(USER) is not None:
         raise web.HTTPSeeOther(safe_next(request.query.get("next")))
-    return await _render(
+    response = await _render(
         request,
         "login.html",
         {
@@ -164,6 +164,9 @@ async def login_page(request: web.Request) -> web.Response:
             "providers": await login_providers(request),
         },
     )
+    # a provider's popup stays ours to close once it is done (see LoginProvider.popup)
+    response.headers["Cross-Origin-Opener-Policy"] = "same-origin-allow-popups"
+    return response
 
 
 @routes.page("/login", access="public", method="POST")

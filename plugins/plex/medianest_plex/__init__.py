@@ -93,7 +93,7 @@ def medianest_routes(ctx: PluginContext) -> Routes:
 def medianest_login_providers(ctx: PluginContext) -> list[LoginProvider]:
     if not is_configured(ctx.config):
         return []
-    return [LoginProvider("plex", "Sign in with Plex", "/plex/login", icon="plex")]
+    return [LoginProvider("plex", "Sign in with Plex", "/plex/login", icon="plex", popup=True)]
 
 
 @hookimpl

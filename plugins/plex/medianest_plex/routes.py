@@ -106,11 +106,12 @@ def build_routes(ctx: PluginContext) -> Routes:
     async def login(request: web.Request) -> web.Response:
         plex = service()
         if plex is None:
-            return await message_page(request, "Plex is not available", NOT_CONFIGURED, status=503)
+            return await failed(request, "Plex is not available", NOT_CONFIGURED, 503)
         try:
             pin = await plex.create_pin()
         except PlexError as exc:
-            return await _plex_down(request, exc)
+            title, message, status = _plex_down_text(exc)
+            return await failed(request, title, message, status, forget_pin=False)
         nonce = secrets.token_urlsafe(24)  # binds the PIN to this browser
         ttl = max(60, min(pin.expires_in or 900, 3600))
         forward = str(request.url.with_path("/plex/login/check").with_query({"pin": str(pin.id)}))
@@ -122,7 +123,22 @@ def build_routes(ctx: PluginContext) -> Routes:
             "popup_url": plex.auth_url(pin),
         }
         await ctx.cache.set(f"pin:{nonce}", stored, ttl)
-        response = await waiting(request, stored)
+        response: web.Response
+        if wants_json(request):  # the sign-in page's popup flow (LoginProvider.popup)
+            response = web.json_response(
+                {
+                    "pin_id": pin.id,
+                    "code": pin.code,
+                    "popup_url": stored["popup_url"],
+                    "auth_url": stored["auth_url"],
+                    "poll_url": f"/plex/login/check?pin={pin.id}",
+                },
+                headers={"Cache-Control": "no-store"},
+            )
+        elif request.query.get("redirect") == "1":  # popups blocked: there and back
+            response = web.Response(status=303, headers={"Location": stored["auth_url"]})
+        else:
+            response = await waiting(request, stored)
         response.set_cookie(
             PIN_COOKIE,
             nonce,
@@ -527,8 +543,3 @@ def _plex_down_text(exc: PlexError) -> tuple[str, str, int]:
         f"Signing in with Plex failed: {exc.message}.",
         502,
     )
-
-
-async def _plex_down(request: web.Request, exc: PlexError) -> web.Response:
-    title, text, status = _plex_down_text(exc)
-    return await message_page(request, title, text, status=status, retry_url="/plex/login")

@@ -212,3 +212,35 @@ async def test_plex_pages_are_in_the_site_layout(
     assert "data-unread-badge" in text  # the bell
     assert 'aria-current="page"' in text and ">Library</span>" in text  # the menu
     assert "<title>Library · MediaNest</title>" in text
+
+
+async def test_the_sign_in_page_starts_plex_in_a_popup_or_by_redirect(
+    anonymous_client: MediaNestClient, admin_client: MediaNestClient, plex: FakePlex
+) -> None:
+    page = await anonymous_client.get("/login")
+    assert 'data-popup-flow="/plex/login"' in await page.text()
+    assert page.headers["Cross-Origin-Opener-Policy"] == "same-origin-allow-popups"
+
+    flow = await anonymous_client.get("/plex/login", headers={"Accept": "application/json"})
+    body = await flow.json()
+    pin_id = max(plex.tv.pins)
+    assert body["pin_id"] == pin_id and body["poll_url"] == f"/plex/login/check?pin={pin_id}"
+    assert body["popup_url"].startswith("https://app.plex.tv/auth#?")
+    assert "forwardUrl" not in body["popup_url"] and "forwardUrl=" in body["auth_url"]
+    assert "medianest_plex_pin" in flow.cookies
+    assert plex.owner.token not in await flow.text()
+
+    redirected = await anonymous_client.get("/plex/login?redirect=1", allow_redirects=False)
+    assert redirected.status == 303
+    location = redirected.headers["Location"]
+    assert location.startswith("https://app.plex.tv/auth#?") and "forwardUrl=" in location
+
+
+async def test_plex_tv_down_when_starting_is_reported_as_json_too(
+    anonymous_client: MediaNestClient, plex: FakePlex
+) -> None:
+    await plex.stop_tv()
+    response = await anonymous_client.get("/plex/login", headers={"Accept": "application/json"})
+    body = await response.json()
+    assert response.status == 503
+    assert body["state"] == "failed" and "plex.tv cannot be reached" in body["title"]

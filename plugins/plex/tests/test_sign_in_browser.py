@@ -66,7 +66,7 @@ async def _context(chromium: Any, *, block_popups: bool = False) -> Any:
     return context
 
 
-async def test_sign_in_with_plex_in_a_popup(
+async def test_sign_in_with_plex_in_a_popup_from_the_sign_in_page(
     chromium: Any,
     medianest_app: TestServer,
     admin_client: Any,  # someone set MediaNest up already: /login is the sign-in page
@@ -80,16 +80,15 @@ async def test_sign_in_with_plex_in_a_popup(
         page = await context.new_page()
         page.set_default_timeout(10_000)
         await page.goto(base + "/login")
-        await page.get_by_role("link", name="Sign in with Plex").click()
-        await page.wait_for_url(base + "/plex/login")
-        await page.screenshot(path=str(ARTIFACTS / "1-waiting.png"))
         async with page.expect_popup() as popup_info:
-            await page.get_by_role("link", name="Open Plex to sign in").click()
+            await page.get_by_role("link", name="Sign in with Plex").click()
         popup = await popup_info.value
-        await popup.wait_for_load_state()
-        assert popup.url.startswith("https://app.plex.tv/auth#?")
+        await popup.wait_for_url("https://app.plex.tv/**")
         assert "forwardUrl" not in popup.url
-        assert page.url == base + "/plex/login"  # the page stayed, and polls
+        status = page.locator("[data-poll-status]")
+        await status.get_by_text("Waiting for you to sign in").wait_for()
+        await page.screenshot(path=str(ARTIFACTS / "1-waiting-on-sign-in-page.png"))
+        assert page.url == base + "/login"  # the page stayed, and polls
 
         plex.tv.approve_pin(max(plex.tv.pins), plex.owner)
         await page.wait_for_url(base + "/")
@@ -100,16 +99,44 @@ async def test_sign_in_with_plex_in_a_popup(
         await context.close()
 
 
-async def test_with_popups_blocked_the_button_goes_to_plex_and_comes_back(
+async def test_the_waiting_pages_button_opens_plex_in_a_popup(
     chromium: Any, medianest_app: TestServer, plex: FakePlex, ticking: None
+) -> None:
+    """/plex/login opened directly (a bookmark, no JavaScript on the sign-in page)."""
+    base = str(medianest_app.make_url("")).rstrip("/")
+    context = await _context(chromium)
+    try:
+        page = await context.new_page()
+        page.set_default_timeout(10_000)
+        await page.goto(base + "/plex/login")
+        async with page.expect_popup() as popup_info:
+            await page.get_by_role("link", name="Open Plex to sign in").click()
+        popup = await popup_info.value
+        await popup.wait_for_load_state()
+        assert popup.url.startswith("https://app.plex.tv/auth#?")
+        assert "forwardUrl" not in popup.url
+        assert page.url == base + "/plex/login"
+        plex.tv.approve_pin(max(plex.tv.pins), plex.owner)
+        await page.wait_for_url(base + "/")
+        assert popup.is_closed()
+    finally:
+        await context.close()
+
+
+async def test_with_popups_blocked_the_sign_in_page_goes_to_plex_and_comes_back(
+    chromium: Any,
+    medianest_app: TestServer,
+    admin_client: Any,
+    plex: FakePlex,
+    ticking: None,
 ) -> None:
     base = str(medianest_app.make_url("")).rstrip("/")
     context = await _context(chromium, block_popups=True)
     try:
         page = await context.new_page()
         page.set_default_timeout(10_000)
-        await page.goto(base + "/plex/login")
-        await page.get_by_role("link", name="Open Plex to sign in").click()
+        await page.goto(base + "/login")
+        await page.get_by_role("link", name="Sign in with Plex").click()
         await page.wait_for_url("https://app.plex.tv/**")
         fragment = page.url.split("#?", 1)[1]
         forward = parse_qs(fragment)["forwardUrl"][0]
