@@ -136,7 +136,7 @@ def build_routes(ctx: PluginContext) -> Routes:
                 headers={"Cache-Control": "no-store"},
             )
         elif request.query.get("redirect") == "1":  # popups blocked: there and back
-            response = web.Response(status=303, headers={"Location": stored["auth_url"]})
+            response = web.Response(status=303, headers={"Location": str(stored["auth_url"])})
         else:
             response = await waiting(request, stored)
         response.set_cookie(
