@@ -211,6 +211,19 @@ class RedisEnv:
 
 
 @pytest.fixture
+async def redis_url() -> str:
+    """REDIS_URL once Redis answers a ping there; skips (fails in CI) when it does not."""
+    probe = aioredis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await probe.ping()
+    except (OSError, RedisError) as exc:
+        service_missing(f"Redis at {REDIS_URL}", exc)
+    finally:
+        await probe.aclose()
+    return REDIS_URL
+
+
+@pytest.fixture
 async def redis_env() -> AsyncIterator[RedisEnv]:
     env = RedisEnv()
     yield env

@@ -26,6 +26,7 @@ is missing, a failure under MEDIANEST_REQUIRE_SERVICES=1 (CI).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -139,6 +140,15 @@ def postgres_admin_connection(url: str) -> Any:
     return connection
 
 
+def end_other_connections(cursor: Any, database: str) -> None:
+    """End every other session on `database` (before dropping or emptying it)."""
+    cursor.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = %s AND pid <> pg_backend_pid()",
+        (database,),
+    )
+
+
 @pytest.fixture(scope="session")
 def medianest_postgres_server() -> str:
     """The admin URL of a reachable PostgreSQL server; skips (fails in CI) when there is none."""
@@ -151,26 +161,29 @@ def medianest_postgres_server() -> str:
     return POSTGRES_ADMIN_URL
 
 
-@pytest.fixture
-def medianest_postgres_url(medianest_postgres_server: str) -> Iterator[str]:
-    """The URL of a fresh, empty PostgreSQL database, dropped after the test."""
-    name = f"medianest_test_{uuid.uuid4().hex[:12]}"
-    admin = postgres_admin_connection(medianest_postgres_server)
+@contextlib.contextmanager
+def temporary_postgres_database(server_url: str, prefix: str = "medianest_test") -> Iterator[str]:
+    """A new, empty database on the server at `server_url` (an admin URL), dropped after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = postgres_admin_connection(server_url)
     try:
         with admin.cursor() as cursor:
             cursor.execute(f'CREATE DATABASE "{name}"')
-        yield medianest_postgres_server.rsplit("/", 1)[0] + "/" + name
+        yield server_url.rsplit("/", 1)[0] + "/" + name
     finally:
         try:
             with admin.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = %s AND pid <> pg_backend_pid()",
-                    (name,),
-                )
+                end_other_connections(cursor, name)
                 cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
         finally:
             admin.close()
+
+
+@pytest.fixture
+def medianest_postgres_url(medianest_postgres_server: str) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    with temporary_postgres_database(medianest_postgres_server) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from medianest_server.clock import ManualClock
 from medianest_server.config import load_config
 from medianest_server.db import Database
 from medianest_server.plugins.loader import Candidate
+from medianest_server.testing.plugin import end_other_connections, temporary_postgres_database
 
 from ..conftest import _admin_connection
 
@@ -179,27 +179,8 @@ def shared_postgres_url(postgres_server: str) -> Iterator[str]:
     Creating a database costs 0.3 to 1 s on this machine, most of the run; emptying one costs
     a few milliseconds. Migrations are proven on fresh databases in tests/db.
     """
-    name = f"medianest_auth_{uuid.uuid4().hex[:12]}"
-    admin = _admin_connection(postgres_server)
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        yield postgres_server.rsplit("/", 1)[0] + "/" + name
-    finally:
-        try:
-            with admin.cursor() as cursor:
-                _end_other_connections(cursor, name)
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        finally:
-            admin.close()
-
-
-def _end_other_connections(cursor: Any, database: str) -> None:
-    cursor.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        " WHERE datname = %s AND pid <> pg_backend_pid()",
-        (database,),
-    )
+    with temporary_postgres_database(postgres_server, "medianest_auth") as url:
+        yield url
 
 
 def _empty_database(url: str) -> None:
@@ -207,7 +188,7 @@ def _empty_database(url: str) -> None:
     connection = _admin_connection(url)
     try:
         with connection.cursor() as cursor:
-            _end_other_connections(cursor, url.rsplit("/", 1)[1])
+            end_other_connections(cursor, url.rsplit("/", 1)[1])
             cursor.execute(
                 "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'"
                 " AND tablename <> 'schema_migrations'"

@@ -17,7 +17,6 @@ from medianest_server.appkeys import SERVICES
 from medianest_server.clock import ManualClock
 from medianest_server.usercache import DEFAULT_TTL, UserCache
 
-from ..conftest import REDIS_URL, service_missing
 from .conftest import ADMIN_PASSWORD, USER_PASSWORD, MakeSite, Site, bearer, me_status
 
 # -- the cache itself -----------------------------------------------------------------------
@@ -141,18 +140,6 @@ async def test_an_idle_session_ends_even_while_cached(make_site: MakeSite) -> No
 # -- across instances -----------------------------------------------------------------------
 
 
-async def _redis_or_skip() -> None:
-    import redis.asyncio as aioredis
-
-    probe = aioredis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        await probe.ping()
-    except (OSError, aioredis.RedisError) as exc:
-        service_missing(f"Redis at {REDIS_URL}", exc)
-    finally:
-        await probe.aclose()
-
-
 async def _until(check: Callable[[], Awaitable[bool]], *, within: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + within
     while not await check():
@@ -161,12 +148,13 @@ async def _until(check: Callable[[], Awaitable[bool]], *, within: float = 5.0) -
         await asyncio.sleep(0.02)
 
 
-async def test_a_change_on_one_instance_holds_on_the_other_at_once(make_site: MakeSite) -> None:
+async def test_a_change_on_one_instance_holds_on_the_other_at_once(
+    make_site: MakeSite, redis_url: str
+) -> None:
     """Two instances on one database and one Redis: each has the credentials cached; a
     revoke or a disable on the first ends them on the second, with neither clock moving (so
     not by the ttl)."""
-    await _redis_or_skip()
-    shared = {"redis": {"url": REDIS_URL}}
+    shared = {"redis": {"url": redis_url}}
     first, second = await make_site(**shared), await make_site(**shared)
     suffix = uuid.uuid4().hex[:8]
     admin = await first.create_user(f"admin-{suffix}", password=ADMIN_PASSWORD, role="admin")
@@ -195,10 +183,9 @@ async def test_a_change_on_one_instance_holds_on_the_other_at_once(make_site: Ma
 
 
 async def test_unread_counts_and_preferences_follow_changes_on_another_instance(
-    make_site: MakeSite,
+    make_site: MakeSite, redis_url: str
 ) -> None:
-    await _redis_or_skip()
-    shared = {"redis": {"url": REDIS_URL}}
+    shared = {"redis": {"url": redis_url}}
     first, second = await make_site(**shared), await make_site(**shared)
     alice = await first.create_user(f"alice-{uuid.uuid4().hex[:8]}")
     browser = await second.sign_in(alice.username, USER_PASSWORD)

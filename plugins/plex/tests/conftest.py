@@ -16,6 +16,22 @@ CLIENT_ID = "5f1c2e3a-0000-4000-8000-abcdefabcdef"
 
 
 @pytest.fixture
+def medianest_plugins() -> list[str]:
+    """The app under test loads this plugin alone."""
+    return ["plex"]
+
+
+@pytest.fixture
+def medianest_settings(plex: FakePlex) -> dict[str, Any]:
+    """Plex configured against the fakes (modules that need more override this)."""
+    return {
+        "plugins": {
+            "plex": {"url": plex.server_url, "token": plex.owner.token, "plex_tv_url": plex.tv_url}
+        }
+    }
+
+
+@pytest.fixture
 async def plex(aiohttp_server: Any, clock: ManualClock) -> FakePlex:
     """Fake plex.tv and Plex server (sample library, an owner), on the test's clock."""
     return await start_fake_plex(aiohttp_server, clock=clock)

@@ -3,26 +3,10 @@
 from __future__ import annotations
 
 import html
-from typing import Any
 
-import pytest
 from medianest_server.testing import MediaNestClient
 
 from medianest_plex.testing import FakePlex
-
-
-@pytest.fixture
-def medianest_plugins() -> list[str]:
-    return ["plex"]
-
-
-@pytest.fixture
-def medianest_settings(plex: FakePlex) -> dict[str, Any]:
-    return {
-        "plugins": {
-            "plex": {"url": plex.server_url, "token": plex.owner.token, "plex_tv_url": plex.tv_url}
-        }
-    }
 
 
 async def test_list_and_detail_of_a_collection(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -15,11 +15,6 @@ from medianest_server.testing import MediaNestClient
 from medianest_plex.config import PlexSettings, ValidationError, parse_mappings
 from medianest_plex.service import PlexService
 from medianest_plex.testing import FakeItem, FakePlex, sign_in_with_plex
-
-
-@pytest.fixture
-def medianest_plugins() -> list[str]:
-    return ["plex"]
 
 
 @pytest.fixture
@@ -177,19 +172,32 @@ async def wait_for_member(plex: FakePlex, item: FakeItem) -> str:
             await asyncio.sleep(0.02)
 
 
+@pytest.fixture
+def friend(
+    medianest_app: TestServer, plex: FakePlex, clock: ManualClock, aiohttp_client: Any
+) -> Callable[..., Awaitable[tuple[MediaNestClient, int]]]:
+    """`browser, user_id = await friend("bob", sections=[3])`: a Plex friend of the server
+    with those libraries shared, signed in to MediaNest with Plex."""
+
+    async def make(name: str, *, sections: list[int]) -> tuple[MediaNestClient, int]:
+        account = plex.tv.add_friend(name, sections=sections)
+        browser: MediaNestClient = await aiohttp_client(medianest_app)
+        assert (await sign_in_with_plex(browser, plex, clock, account)).status == 303
+        user_id = int((await (await browser.get("/api/v1/me")).json())["id"])
+        return browser, user_id
+
+    return make
+
+
+Friend = Callable[..., Awaitable[tuple[MediaNestClient, int]]]
+
+
 async def test_each_persons_playlist_is_their_own_collection(
-    medianest_app: TestServer,
-    plex: FakePlex,
-    clock: ManualClock,
-    admin_client: MediaNestClient,
-    aiohttp_client: Any,
+    medianest_app: TestServer, plex: FakePlex, admin_client: MediaNestClient, friend: Friend
 ) -> None:
     """Two people download a playlist of the same name: each gets a collection of their own,
     shown as theirs in their view; their next download of it goes to the same one."""
-    bob = plex.tv.add_friend("bob", sections=[3])
-    browser: MediaNestClient = await aiohttp_client(medianest_app)
-    assert (await sign_in_with_plex(browser, plex, clock, bob)).status == 303
-    bob_id = (await (await browser.get("/api/v1/me")).json())["id"]
+    browser, bob_id = await friend("bob", sections=[3])
     admin = admin_client.user
     assert admin is not None
 
@@ -217,15 +225,11 @@ async def test_each_persons_playlist_is_their_own_collection(
 async def test_no_collection_in_a_library_the_person_cannot_see(
     medianest_app: TestServer,
     plex: FakePlex,
-    clock: ManualClock,
     admin_client: MediaNestClient,
-    aiohttp_client: Any,
+    friend: Friend,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    carol = plex.tv.add_friend("carol", sections=[1])  # films only, not the YouTube library
-    browser: MediaNestClient = await aiohttp_client(medianest_app)
-    assert (await sign_in_with_plex(browser, plex, clock, carol)).status == 303
-    carol_id = (await (await browser.get("/api/v1/me")).json())["id"]
+    _, carol_id = await friend("carol", sections=[1])  # films only, not the YouTube library
     await publish_download(
         medianest_app, "/srv/media/youtube/Hers/Video.mp4", playlist="Hers", user_id=carol_id
     )
@@ -237,16 +241,9 @@ async def test_no_collection_in_a_library_the_person_cannot_see(
 
 
 async def test_a_deleted_persons_collections_are_forgotten_not_reused(
-    medianest_app: TestServer,
-    plex: FakePlex,
-    clock: ManualClock,
-    admin_client: MediaNestClient,
-    aiohttp_client: Any,
+    medianest_app: TestServer, plex: FakePlex, admin_client: MediaNestClient, friend: Friend
 ) -> None:
-    dave = plex.tv.add_friend("dave", sections=[3])
-    browser: MediaNestClient = await aiohttp_client(medianest_app)
-    assert (await sign_in_with_plex(browser, plex, clock, dave)).status == 303
-    dave_id = (await (await browser.get("/api/v1/me")).json())["id"]
+    _, dave_id = await friend("dave", sections=[3])
     item = await download_into_playlist(medianest_app, plex, 1, "Trip", user_id=dave_id)
     await wait_for_member(plex, item)
     db = medianest_app.app[SERVICES].db

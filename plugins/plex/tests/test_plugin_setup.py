@@ -14,20 +14,6 @@ from medianest_plex.service import client_identifier
 from medianest_plex.testing import FakePlex
 
 
-@pytest.fixture
-def medianest_plugins() -> list[str]:
-    return ["plex"]
-
-
-@pytest.fixture
-def medianest_settings(plex: FakePlex) -> dict[str, Any]:
-    return {
-        "plugins": {
-            "plex": {"url": plex.server_url, "token": plex.owner.token, "plex_tv_url": plex.tv_url}
-        }
-    }
-
-
 async def _plugin(admin_client: MediaNestClient) -> dict[str, Any]:
     plugins = (await (await admin_client.get("/api/v1/admin/plugins")).json())["plugins"]
     return next(p for p in plugins if p["name"] == "plex")

@@ -5,26 +5,11 @@ from __future__ import annotations
 import html
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestServer
 from medianest_server.plugin_api import ManualClock
 from medianest_server.testing import MediaNestClient
 
 from medianest_plex.testing import FakePlex, PlexAccount
-
-
-@pytest.fixture
-def medianest_plugins() -> list[str]:
-    return ["plex"]
-
-
-@pytest.fixture
-def medianest_settings(plex: FakePlex) -> dict[str, Any]:
-    return {
-        "plugins": {
-            "plex": {"url": plex.server_url, "token": plex.owner.token, "plex_tv_url": plex.tv_url}
-        }
-    }
 
 
 async def start(client: MediaNestClient, plex: FakePlex) -> int:

@@ -7,26 +7,11 @@ import json
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp.test_utils import TestServer
 from medianest_server.testing import MediaNestClient
 from medianest_server.web.webhooks import webhook_secret  # no public way to learn it yet
 
 from medianest_plex.testing import FakePlex
-
-
-@pytest.fixture
-def medianest_plugins() -> list[str]:
-    return ["plex"]
-
-
-@pytest.fixture
-def medianest_settings(plex: FakePlex) -> dict[str, Any]:
-    return {
-        "plugins": {
-            "plex": {"url": plex.server_url, "token": plex.owner.token, "plex_tv_url": plex.tv_url}
-        }
-    }
 
 
 def hook_url(app: TestServer) -> str:
