@@ -211,15 +211,18 @@ class RedisEnv:
 
 
 @pytest.fixture
-async def redis_url() -> str:
-    """REDIS_URL once Redis answers a ping there; skips (fails in CI) when it does not."""
-    probe = aioredis.from_url(REDIS_URL, socket_connect_timeout=2)
+def redis_url() -> str:
+    """REDIS_URL once Redis answers a ping there; skips (fails in CI) when it does not.
+    Synchronous, so synchronous fixtures can depend on it."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
     try:
-        await probe.ping()
+        client.ping()
     except (OSError, RedisError) as exc:
         service_missing(f"Redis at {REDIS_URL}", exc)
     finally:
-        await probe.aclose()
+        client.close()
     return REDIS_URL
 
 

@@ -14,8 +14,10 @@ it may see with `{"type": "subscribe" | "unsubscribe", "topics": [...]}` (answer
 that is not understood gets `{"type": "error", "code": "bad_message", "message": ...}`.
 
 A client only ever receives the topics `topics_for(user)` allows: `user:<own id>`, `all`, and
-`admins` for admins. Every heartbeat each connection checks its sign-in again (session, JWT
-session or API token, and the user's role and disabled flag): a revoked session or a disabled
+`admins` for admins. Each connection checks its sign-in again (session, JWT session or API
+token, and the user's role and disabled flag) at once when `core.user.changed` for its user
+passes by (a revoke, disable or role change, on any instance), and every heartbeat in case
+such an event was lost: a revoked session or a disabled
 user ends the stream (SSE) or closes the socket with code 4401; a changed role does the same, so
 the client reconnects with the topics it may now see. Each connection buffers at most
 `MAX_QUEUE` events; a client too slow for that loses the oldest (the bus counts them).
@@ -54,6 +56,7 @@ from ..events import Event, Subscription, topics_for
 from ..hookspecs import hookimpl
 from ..logs import REQUEST_ID
 from ..routing import Routes
+from ..usercache import USER_CHANGED
 from .access import USER
 from .middlewares import REQUEST_ID_HEADER
 from .security import HEADERS as SECURITY_HEADERS
@@ -93,6 +96,7 @@ class _LiveConnection:
     alive: Callable[[], bool]
     still_valid: StillValid
     heartbeat: float
+    forget_cached: Callable[[], None] = lambda: None  # the user's cached sign-in, if any
     close_code: int | None = None  # why the server ended it, for the WebSocket close frame
     _timer: asyncio.TimerHandle | None = None
     _check: asyncio.Task[None] | None = None
@@ -119,6 +123,18 @@ class _LiveConnection:
 
     def _due(self) -> None:
         self._check = asyncio.create_task(self._recheck(), name="medianest-live-recheck")
+
+    def seen(self, event: Event) -> None:
+        """Called with each event on its way out: `core.user.changed` (a revoke, a disable, a
+        role change) re-checks the sign-in now, not at the next heartbeat."""
+        if event.type != USER_CHANGED or self._stopped:
+            return
+        if self._check is not None and not self._check.done():
+            return  # a check is running; it reads after the change
+        if self._timer is not None:
+            self._timer.cancel()
+        self.forget_cached()  # do not trust a cache that may not have heard yet
+        self._due()
 
     async def _recheck(self) -> None:
         if self._stopped:
@@ -203,6 +219,11 @@ def _stream_headers(request: web.Request) -> dict[str, str]:
     }
 
 
+def _forget(request: web.Request, user: User) -> Callable[[], None]:
+    cache = request.app[SERVICES].users
+    return lambda: cache.forget_user(user.id)
+
+
 def _sign_in_check(request: web.Request, user: User) -> StillValid:
     """A check that the credentials this request came with still stand for `user` with the
     same rights: the session (cookie or JWT) or API token is live and the user not disabled."""
@@ -284,7 +305,11 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
     # connections, and no timer per write.
     response = EventSourceResponse(headers=_stream_headers(request), ping_interval=heartbeat)
     live = _LiveConnection(
-        subscription, response.is_connected, _sign_in_check(request, user), heartbeat
+        subscription,
+        response.is_connected,
+        _sign_in_check(request, user),
+        heartbeat,
+        _forget(request, user),
     )
     connections = _open(request.app)
     try:
@@ -295,7 +320,7 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
             # from a task of its own (cancelled with the handler): resuming the handler, under
             # every middleware, for each event would cost more than writing the event
             await asyncio.create_task(
-                _forward_sse(response, missed, subscription), name="medianest-sse-forwarder"
+                _forward_sse(response, missed, live), name="medianest-sse-forwarder"
             )
     except ConnectionError:
         pass  # the client went away, or stalled and aiohttp-sse's ping aborted the connection
@@ -306,11 +331,12 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
 
 
 async def _forward_sse(
-    response: EventSourceResponse, missed: list[Event], subscription: Subscription
+    response: EventSourceResponse, missed: list[Event], live: _LiveConnection
 ) -> None:
     for event in missed:
         await response.write(_encode(event).sse)
-    async for event in subscription:
+    async for event in live.subscription:
+        live.seen(event)
         await response.write(_encode(event).sse)
 
 
@@ -376,7 +402,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     # what the client wants never re-subscribes, so no event slips between two subscriptions
     subscription = request.app[SERVICES].events.subscribe(topics=visible, max_queue=MAX_QUEUE)
     live = _LiveConnection(
-        subscription, lambda: not ws.closed, _sign_in_check(request, user), heartbeat
+        subscription,
+        lambda: not ws.closed,
+        _sign_in_check(request, user),
+        heartbeat,
+        _forget(request, user),
     )
     connections = _open(request.app)
     forwarder: asyncio.Task[None] | None = None
@@ -411,6 +441,7 @@ async def _forward_ws(ws: web.WebSocketResponse, live: _LiveConnection, wanted: 
     """Send the events the client wants; when the server ends the socket, say why."""
     try:
         async for event in live.subscription:
+            live.seen(event)
             if event.topic in wanted:
                 await ws.send_str(_encode(event).ws)
         if live.close_code is not None:

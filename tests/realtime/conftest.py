@@ -29,7 +29,6 @@ from medianest_server.auth.sessions import SESSION_COOKIE, digest
 from medianest_server.config import load_config
 from medianest_server.events import Event, make_event
 from medianest_server.web import realtime
-from tests.conftest import REDIS_URL, service_missing
 
 HEARTBEAT = 0.5  # seconds between pings and sign-in re-checks in these tests
 WAIT = 5.0  # the deadline on every wait for something the server should send
@@ -246,22 +245,6 @@ def bus(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def redis_url() -> str:
-    """The test Redis URL; skips (or fails in CI) when Redis is not running."""
-    import redis
-    from redis.exceptions import RedisError
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-    try:
-        client.ping()
-    except (RedisError, OSError) as exc:
-        service_missing("Redis", exc)
-    finally:
-        client.close()
-    return REDIS_URL
-
-
-@pytest.fixture
 async def make_site(
     write_config: Callable[..., Path], tmp_path: Path, aiohttp_server: Any
 ) -> AsyncIterator[MakeSite]:
@@ -271,7 +254,11 @@ async def make_site(
     sessions: list[aiohttp.ClientSession] = []
 
     async def make(
-        *, database_url: str | None = None, redis_url: str = "", **sections: dict[str, Any]
+        *,
+        database_url: str | None = None,
+        redis_url: str = "",
+        heartbeat: float = HEARTBEAT,
+        **sections: dict[str, Any],
     ) -> Site:
         index = len(sessions)
         sections = {k: dict(v) for k, v in sections.items()}
@@ -282,7 +269,7 @@ async def make_site(
         sections.setdefault("auth", {}).setdefault("api_requests_per_minute", 0)
         config = load_config(write_config(**sections), environ={})
         app = create_app(config, plugins=[], environ={})
-        app[realtime.HEARTBEAT_SECONDS] = HEARTBEAT
+        app[realtime.HEARTBEAT_SECONDS] = heartbeat
         server = await aiohttp_server(app)
         http = aiohttp.ClientSession()
         sessions.append(http)

@@ -53,6 +53,20 @@ async def test_a_jwt_stream_ends_when_its_api_session_is_revoked(make_site: Make
     assert await socket.closed(within=HEARTBEAT * 10) == realtime.WS_SESSION_ENDED
 
 
+async def test_a_change_ends_the_connections_at_once_not_at_the_next_heartbeat(
+    make_site: MakeSite,
+) -> None:
+    """core.user.changed (the revoke's own event) re-checks a connection as it passes: with a
+    heartbeat of a minute, the stream and the socket still end within a second."""
+    site = await make_site(heartbeat=60.0)
+    alice = await site.person("alice")
+    stream = await site.sse(alice.cookie)
+    socket = await site.ws(alice.cookie)
+    await site.auth.sessions.revoke(alice.session_id)
+    assert await stream.ended(within=1.0)
+    assert await socket.closed(within=1.0) == realtime.WS_SESSION_ENDED
+
+
 async def test_the_server_lets_go_of_clients_that_leave(make_site: MakeSite) -> None:
     site = await make_site()
     alice = await site.person("alice")
