@@ -329,20 +329,37 @@ class EventBus(ABC):
 
         From the last `history_size` events this instance saw. `after=None` gives []; an id
         no longer buffered gives every buffered event with a later id (all of them if it is
-        older than the buffer, so the caller may tell the client it missed some). At most the
-        newest `limit` events are returned, so they join the live stream without a gap.
+        older than the buffer). At most the newest `limit` events are returned, so they join
+        the live stream without a gap. `replay` also says whether anything was lost.
         """
-        if after is None or limit <= 0:
-            return []
+        return self.replay(after=after, topics=topics, limit=limit)[0]
+
+    def replay(
+        self, *, after: str | None, topics: Iterable[str], limit: int = 500
+    ) -> tuple[list[Event], bool]:
+        """`history`, and whether it is complete: False when `after` is older than the buffer
+        or more than `limit` events came since, so the client missed some and should reload
+        what it shows rather than trust the stream."""
+        if after is None:
+            return [], True
+        if limit <= 0:
+            return [], False
         visible = frozenset(topics)
         events = list(self._history)
+        complete = True
         for index in range(len(events) - 1, -1, -1):
             if events[index].id == after:
                 later = events[index + 1 :]
                 break
         else:
             later = [e for e in events if e.id > after]
-        return [e for e in later if e.topic in visible][-limit:]
+            # an id this instance does not hold (fell out of the buffer, or came before a
+            # restart): whatever happened in between is unknown, unless nothing newer exists
+            complete = bool(events) and not later
+        mine = [e for e in later if e.topic in visible]
+        if len(mine) > limit:
+            return mine[-limit:], False
+        return mine, complete
 
 
 class MemoryEventBus(EventBus):

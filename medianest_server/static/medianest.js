@@ -12,6 +12,14 @@ function setUnread(count) {
   badge.closest("a")?.setAttribute("aria-label", `Notifications, ${count} unread`);
 }
 
+async function refreshUnread() {
+  const response = await fetch("/api/v1/notifications?per_page=1", {
+    headers: { Accept: "application/json" },
+    credentials: "same-origin",
+  });
+  if (response.ok) setUnread((await response.json()).unread);
+}
+
 async function refreshWidget(card) {
   const response = await fetch(`/dashboard/widgets/${card.dataset.widget}`, {
     headers: { Accept: "text/html" },
@@ -27,7 +35,7 @@ async function refreshWidget(card) {
 function connectLive() {
   if (!document.body.dataset.live || !("EventSource" in window)) return;
   const source = new EventSource("/api/v1/events");
-  const types = new Set(["core.notification.created"]);
+  const types = new Set(["core.notification.created", "core.stream.reset"]);
   for (const card of document.querySelectorAll("[data-refresh-on]")) {
     for (const type of card.dataset.refreshOn.split(" ").filter(Boolean)) types.add(type);
   }
@@ -37,8 +45,11 @@ function connectLive() {
         const badge = document.querySelector("[data-unread-badge]");
         setUnread(Number(badge?.textContent || 0) + 1);
       }
+      // core.stream.reset: the server could not replay all we missed; reload what is shown
+      const reset = type === "core.stream.reset";
+      if (reset) refreshUnread();
       for (const card of document.querySelectorAll("[data-refresh-on]")) {
-        if (card.dataset.refreshOn.split(" ").includes(type)) refreshWidget(card);
+        if (reset || card.dataset.refreshOn.split(" ").includes(type)) refreshWidget(card);
       }
       document.dispatchEvent(new CustomEvent("medianest:event", { detail: JSON.parse(message.data) }));
     });

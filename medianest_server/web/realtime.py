@@ -2,7 +2,8 @@
 
 `GET /api/v1/events` streams events as SSE (`id:` the event id, `event:` its type, `data:` the
 event as JSON), with `: ping` comments every heartbeat. A client that reconnects with the
-`Last-Event-ID` header (or `?last_event_id=`) first gets the buffered events it missed, then the
+`Last-Event-ID` header (or `?last_event_id=`) first gets the buffered events it missed (preceded
+by `core.stream.reset` when the buffer no longer holds all of them), then the
 live ones, without a gap or a duplicate.
 
 `GET /ws` is a WebSocket. On connect the client is subscribed to every topic it may see and is
@@ -52,7 +53,7 @@ from ..appkeys import CONFIG, SERVICES
 from ..auth.middleware import AUTH
 from ..auth.models import User
 from ..auth.services import AUTH_SERVICES
-from ..events import Event, Subscription, topics_for
+from ..events import Event, Subscription, make_event, topics_for
 from ..hookspecs import hookimpl
 from ..logs import REQUEST_ID
 from ..routing import Routes
@@ -73,6 +74,9 @@ MAX_QUEUE = 256  # events waiting for one slow client; beyond that the oldest ar
 WS_MAX_MESSAGE_BYTES = 64 * 1024
 WS_CLOSE_TIMEOUT_SECONDS = 2.0  # how long a close waits for the client's close frame
 WS_SESSION_ENDED = 4401  # close code: the sign-in behind this socket is no longer valid
+# sent (to that client only) first on a resumed stream when the buffer cannot replay all it
+# missed: reload what the page shows
+STREAM_RESET = "core.stream.reset"
 CHECK_TIMEOUT_SECONDS = 5.0
 MAX_TOPICS_PER_MESSAGE = 32
 
@@ -298,7 +302,11 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
     # Subscribe and read the history in one step, with no await between: nothing can be
     # dispatched in between, so the replay and the live queue neither overlap nor leave a gap.
     subscription = bus.subscribe(topics=visible, max_queue=MAX_QUEUE)
-    missed = bus.history(after=last_id, topics=visible)
+    missed, complete = bus.replay(after=last_id, topics=visible)
+    if not complete:  # say so first: the page reloads what it shows instead of trusting us
+        missed.insert(
+            0, make_event(STREAM_RESET, {"reason": "missed events"}, topic=f"user:{user.id}")
+        )
     # aiohttp-sse pings every heartbeat; a ping it cannot write within its send timeout (120 s)
     # aborts the connection, which is how a stalled client ends (is_connected turns False).
     # Events are written as pre-encoded bytes, not with `send`: one encoding per event for all

@@ -150,8 +150,9 @@ class SseClient:
                     return SseMessage(comment=value)
                 setattr(message, name, value)
 
-    async def event(self, within: float = WAIT) -> dict[str, Any]:
-        """The next event of this test (others on a shared Redis are skipped)."""
+    async def event(self, within: float = WAIT, *, also: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The next event of this test, or of a type in `also` (others on a shared Redis are
+        skipped)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         while True:
@@ -161,7 +162,7 @@ class SseClient:
                 continue
             event = message.json
             assert message.id == event["id"] and message.event == event["type"]
-            if event["type"].startswith(self.kind + "."):
+            if event["type"].startswith(self.kind + ".") or event["type"] in also:
                 return event
 
     async def ended(self, within: float = WAIT) -> bool:

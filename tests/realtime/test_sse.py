@@ -119,6 +119,31 @@ async def test_resuming_while_events_are_still_arriving_loses_and_repeats_nothin
     resumed.close()
 
 
+async def test_resuming_past_the_buffer_starts_with_a_reset_then_what_is_left(
+    site: Site,
+) -> None:
+    """The page is told it missed events it cannot get back (core.stream.reset, to it alone),
+    so it reloads what it shows; then the stream goes on with what the buffer holds."""
+    alice = await site.person("alice")
+    bus = site.app[SERVICES].events
+    stream = await site.sse(alice.cookie)
+    seen = await site.publish("all", 0)
+    assert (await stream.event())["id"] == seen.id
+    stream.close()
+    size = bus._history.maxlen or 0
+    probe = bus.subscribe(max_queue=size + 10)
+    later = [await site.publish("all", n) for n in range(1, size + 3)]  # more than it holds
+    while (event := await probe.get(timeout=5)) is not None and event.id != later[-1].id:
+        pass  # on Redis, wait until this instance has seen them all
+    probe.close()
+    resumed = await site.sse({**alice.cookie, "Last-Event-ID": seen.id})
+    reset = await resumed.event(also=("core.stream.reset",))
+    assert reset["type"] == "core.stream.reset" and reset["topic"] == f"user:{alice.user.id}"
+    replayed = [(await resumed.event())["id"] for _ in range(min(size, 500))]
+    assert replayed == [e.id for e in later[-min(size, 500) :]]
+    resumed.close()
+
+
 async def test_a_malformed_last_event_id_is_a_400(site: Site) -> None:
     alice = await site.person("alice")
     response = await site.http.get(

@@ -295,6 +295,26 @@ async def test_history_after_an_id_gives_later_visible_events(make_bus: BusFacto
     assert bus.history(after=sent[0].id, topics=alice) == [sent[2], sent[3], sent[5], sent[6]]
     assert bus.history(after=sent[0].id, topics=topics_for(9, True)) == [sent[2], sent[4], sent[5]]
 
+    # replay also says whether the client missed something the buffer no longer holds
+    assert bus.replay(after=sent[3].id, topics=alice) == ([sent[5], sent[6]], True)
+    assert bus.replay(after=sent[6].id, topics=alice) == ([], True)
+    assert bus.replay(after=sent[0].id, topics=alice)[1] is False  # left the buffer
+    assert bus.replay(after=sent[3].id, topics=alice, limit=1) == ([sent[6]], False)
+    assert bus.replay(after=None, topics=alice) == ([], True)
+    before_all = make_event("overseerr.request.updated").id.replace(
+        make_event("overseerr.request.updated").id[:4], "0000"
+    )
+    assert bus.replay(after=before_all, topics=alice)[1] is False  # before this instance's time
+
+
+async def test_a_resume_id_on_an_instance_that_saw_nothing_is_incomplete(
+    make_bus: BusFactory,
+) -> None:
+    """After a restart the buffer is empty: whatever the client missed is unknown."""
+    bus = await make_bus()
+    old = make_event("overseerr.request.updated")
+    assert bus.replay(after=old.id, topics=["all"]) == ([], False)
+
 
 async def test_an_event_reaches_every_redis_instance_exactly_once(
     redis_buses: Callable[..., Awaitable[RedisEventBus]],
