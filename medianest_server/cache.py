@@ -44,6 +44,21 @@ return 0
 """
 
 
+# store only if nothing live is there: the stored value carries its expiry ("<ms>|<json>"), so an
+# entry expired by the injected clock counts as absent even while Redis still holds it
+_ADD = """
+local current = redis.call('GET', KEYS[1])
+if current then
+    local expires = tonumber(string.match(current, '^(%d+)|'))
+    if expires and expires > tonumber(ARGV[2]) then
+        return 0
+    end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+
+
 def _encode(value: Any) -> str:
     """JSON text of `value`; TypeError/ValueError if it is not plain JSON (NaN included)."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -64,6 +79,14 @@ class Cache(ABC):
     @abstractmethod
     async def set(self, key: str, value: Any, ttl_seconds: float) -> None:
         """Store `value` (JSON-serialisable) for `ttl_seconds`; storing None deletes the key."""
+
+    @abstractmethod
+    async def add(self, key: str, value: Any, ttl_seconds: float) -> bool:
+        """Store `value` for `ttl_seconds` only if `key` holds nothing live; True if it did.
+
+        Atomic (with Redis, across instances): use it to claim a piece of work once, e.g. an
+        event that every instance receives.
+        """
 
     @abstractmethod
     async def delete(self, key: str) -> None:
@@ -105,6 +128,9 @@ class NamespacedCache(Cache):
 
     async def set(self, key: str, value: Any, ttl_seconds: float) -> None:
         await self._parent.set(self.prefix + key, value, ttl_seconds)
+
+    async def add(self, key: str, value: Any, ttl_seconds: float) -> bool:
+        return await self._parent.add(self.prefix + key, value, ttl_seconds)
 
     async def delete(self, key: str) -> None:
         await self._parent.delete(self.prefix + key)
@@ -166,6 +192,14 @@ class MemoryCache(Cache):
             self._entries.pop(key, None)
             return
         self._set_raw(key, _encode(value), ttl_seconds)
+
+    async def add(self, key: str, value: Any, ttl_seconds: float) -> bool:
+        _check_ttl(ttl_seconds)
+        raw = _encode(value)
+        if value is None or self._get_raw(key) is not None:
+            return False
+        self._set_raw(key, raw, ttl_seconds)
+        return True
 
     async def delete(self, key: str) -> None:
         self._entries.pop(key, None)
@@ -229,6 +263,7 @@ class RedisCache(Cache):
         # a waiter gives up on the lock holder after about twice the lock's lifetime
         self._max_polls = math.ceil(2 * lock_seconds / poll_interval_seconds)
         self._release_lock = client.register_script(_RELEASE_LOCK)
+        self._add = client.register_script(_ADD)
         self._flight: SingleFlight[str, str] = SingleFlight()
 
     def _now_ms(self) -> int:
@@ -262,6 +297,18 @@ class RedisCache(Cache):
             await self.delete(key)
             return
         await self._set_raw(self._prefix + key, _encode(value), ttl_seconds)
+
+    async def add(self, key: str, value: Any, ttl_seconds: float) -> bool:
+        _check_ttl(ttl_seconds)
+        raw = _encode(value)
+        if value is None:
+            return False
+        now = self._now_ms()
+        ttl_ms = max(1, math.ceil(ttl_seconds * 1000))
+        stored = await self._add(
+            keys=[self._prefix + key], args=[f"{now + ttl_ms}|{raw}", now, ttl_ms]
+        )
+        return bool(stored)
 
     async def delete(self, key: str) -> None:
         await self._client.unlink(self._prefix + key)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from medianest_server.aio import cancel_and_wait
 from medianest_server.db import Connection, Database, DatabaseError
 
 if TYPE_CHECKING:
@@ -171,21 +172,22 @@ class RedisLeader(LeaderElection):
         self._release = client.register_script(_RELEASE)
         self._lease = _Lease(self.instance_id, f"Redis key {key}")
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def is_leader(self) -> bool:
         return self._lease.holds()
 
     async def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name=f"leader {self._key}")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        self._stopping = True  # ends the loop even if a Redis call swallows the cancel
+        await cancel_and_wait([task], within=self._ttl_seconds + 5.0)
         self._lease.lost("stopping", level=logging.INFO)
         try:  # even if we believe we do not lead: a SET cut short by cancel may have landed
             await self._release(keys=[self._key], args=[self.instance_id])
@@ -198,7 +200,7 @@ class RedisLeader(LeaderElection):
             )
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             await self._attempt()
             await asyncio.sleep(self._ttl_seconds / 3)
 
@@ -271,10 +273,8 @@ class PostgresLeader(LeaderElection):
         try:
             # unlocks and closes; a statement hanging on a broken connection is cut short
             await asyncio.wait_for(asyncio.shield(task), self._retry_seconds + 1.0)
-        except TimeoutError:
-            task.cancel()  # closing the connection frees the lock too
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        except TimeoutError:  # closing the connection frees the lock too
+            await cancel_and_wait([task], within=5.0)
 
     async def _pause(self) -> bool:
         """Wait ``retry_seconds``; True when stop() was called meanwhile."""

@@ -11,7 +11,15 @@ from .auth.models import User
 from .cache import Cache
 from .clock import Clock, ManualClock, SystemClock
 from .db import Connection, Database, DatabaseError, IntegrityError, Row
-from .errors import Conflict, InvalidInput, MediaNestError, NotFound, UpstreamUnavailable
+from .errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    MediaNestError,
+    NotFound,
+    Unauthorized,
+    UpstreamUnavailable,
+)
 from .events import Event, EventBus, make_event
 from .hookspecs import hookimpl
 from .http import HttpClient, HttpResponse, UpstreamError
@@ -48,6 +56,7 @@ __all__ = [
     "EventBus",
     "EventHandler",
     "ExternalIdentity",
+    "Forbidden",
     "HealthCheck",
     "HealthResult",
     "HttpClient",
@@ -74,6 +83,7 @@ __all__ = [
     "ServiceRegistry",
     "SystemClock",
     "Task",
+    "Unauthorized",
     "UpstreamError",
     "UpstreamUnavailable",
     "User",

@@ -23,7 +23,7 @@ from .plugins.context import ServiceRegistry
 from .ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from .secretbox import SecretBox
 from .tasks import TaskRunner
-from .usercache import UserCache, event_publisher
+from .usercache import DEFAULT_TTL, UserCache, event_publisher
 
 log = logging.getLogger("medianest.services")
 
@@ -111,7 +111,12 @@ def build_services(config: Config, *, clock: Clock = SYSTEM_CLOCK) -> Services:
         leader = PostgresLeader(db) if db.dialect == "postgresql" else AlwaysLeader()
     from . import __version__
 
-    users = UserCache(clock=clock, publish=event_publisher(events, clock))
+    # Several instances share PostgreSQL; without Redis they cannot tell each other of a
+    # revoke, so each would trust its cache for the TTL: then nothing is cached.
+    alone_or_told = redis_client is not None or db.dialect == "sqlite"
+    users = UserCache(
+        clock=clock, ttl=DEFAULT_TTL if alone_or_told else 0, publish=event_publisher(events, clock)
+    )
     return Services(
         config=config,
         clock=clock,

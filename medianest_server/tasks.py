@@ -11,13 +11,13 @@ instance that holds leadership (see :mod:`medianest_server.leader`) and skips it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from medianest_server.aio import cancel_and_wait
 from medianest_server.clock import SYSTEM_CLOCK, Clock
 from medianest_server.leader import LeaderElection
 
@@ -166,14 +166,10 @@ class TaskRunner:
         """Cancel every task, a run in progress included, and wait until they have ended."""
         self._started = False
         handles = [entry.handle for entry in self._entries.values() if entry.handle is not None]
-        for handle in handles:
-            handle.cancel()
         for entry in self._entries.values():
             entry.handle = None
             entry.next_run_at = None
-        for handle in handles:
-            with contextlib.suppress(asyncio.CancelledError):
-                await handle
+        await cancel_and_wait(handles, within=10.0)
 
     def status(self) -> list[TaskStatus]:
         """Every task's state, sorted by owner and name."""

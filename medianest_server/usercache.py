@@ -83,11 +83,13 @@ class UserCache:
             del self._entries[next(iter(self._entries))]
         self._entries[key] = _Entry(value, user_id, self.clock.monotonic())
 
-    def replace(self, key: Hashable, value: Any) -> None:
-        """Update a live entry in place (a refreshed `last_seen`), keeping its age."""
+    def replace(self, key: Hashable, old: Any, new: Any) -> None:
+        """Update a live entry in place (a refreshed `last_seen`), keeping its age: only if it
+        still holds `old`, the value this caller read. A change since (forgotten, then filled
+        again with fresh data by another request) wins over what this caller knew."""
         entry = self._entries.get(key)
-        if entry is not None:
-            entry.value = value
+        if entry is not None and entry.value is old:
+            entry.value = new
 
     def forget_user(self, user_id: int) -> None:
         """Drop this user's entries in this process (what `changed` does locally)."""

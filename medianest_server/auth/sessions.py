@@ -171,8 +171,9 @@ class SessionService:
                 "UPDATE sessions SET last_seen_at = :now, idle_expires_at = :idle WHERE id = :id",
                 {"now": now, "idle": idle, "id": session_id},
             )
-            live = replace(live, info=replace(info, last_seen_at=now), idle_expires_at=idle)
-            self.cache.replace(key, live)
+            touched = replace(live, info=replace(info, last_seen_at=now), idle_expires_at=idle)
+            self.cache.replace(key, live, touched)
+            live = touched
         return live.info, live.user, dict(live.data)
 
     async def save_data(self, session_id: str, user_id: int, data: dict[str, Any]) -> None:

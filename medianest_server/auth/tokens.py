@@ -117,7 +117,7 @@ class ApiTokenService:
                 {"now": now, "id": live.info.id},
             )
             # the caller sees when it was used before this request, as before
-            self.cache.replace(key, replace(live, info=replace(live.info, last_used_at=now)))
+            self.cache.replace(key, live, replace(live, info=replace(live.info, last_used_at=now)))
         return live.info, live.user
 
     async def list_for_user(self, user_id: int) -> list[ApiTokenInfo]:

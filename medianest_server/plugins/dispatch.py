@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 
+from ..aio import cancel_and_wait
 from ..events import Event, EventBus, Subscription
 from ..plugins.types import EventHandler
 
@@ -45,12 +45,9 @@ class EventDispatcher:
                     )
 
     async def close(self) -> None:
-        for subscription, task in self._running:
+        for subscription, _ in self._running:
             subscription.close()
-            task.cancel()
-        for _, task in self._running:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait([task for _, task in self._running], within=10.0)
         self._running.clear()
 
 

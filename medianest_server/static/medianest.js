@@ -107,31 +107,58 @@ function enableResultKeys() {
   });
 }
 
+// One sign-in flow at a time on a page: its popup window and its polling. Starting another
+// (a second click, a popup closed and tried again) retires the one before.
+let flow = { id: 0, popup: null };
+
+function newFlow(popup) {
+  flow = { id: flow.id + 1, popup };
+  return flow.id;
+}
+
+// A small window for another site, opened at about:blank in the click (so browsers allow it)
+// and sent on by the caller; null when popups are blocked. It keeps its opener, as OAuth-style
+// popups do: cutting it (opener = null) also cuts this page's handle in Chromium, and the page
+// could no longer close the window once the person is signed in.
+function openPopup(name) {
+  return window.open("about:blank", name, "popup,width=600,height=720");
+}
+
 // <a href="…" data-popup="URL" data-popup-name="NAME">: open URL in a small window. When the
 // browser blocks popups the link is followed as usual (its href is the full-page fallback).
-let popupWindow = null;
-
 function enablePopups() {
   document.addEventListener("click", (event) => {
     const link = event.target.closest("a[data-popup]");
     if (!link) return;
-    const opened = window.open(
-      link.dataset.popup || link.href,
-      link.dataset.popupName || "medianest-popup",
-      "popup,width=600,height=720",
-    );
-    if (opened) {
-      popupWindow = opened;
-      event.preventDefault();
+    const popup = openPopup(link.dataset.popupName || "medianest-popup");
+    if (!popup) return;
+    event.preventDefault();
+    popup.location.href = link.dataset.popup || link.href;
+    const box = link.closest("[data-poll-url]");
+    if (box) {
+      startPolling(box, popup);
+    } else {
+      newFlow(popup);
     }
   });
 }
 
-// Poll `url` for JSON every `every` ms: {"state": "waiting"} keeps asking; {"redirect": "/x"}
-// goes there; {"state": "failed", "title", "message", "retry_url"} shows why in `status`.
-function poll(url, status, every) {
-  const finish = () => popupWindow?.close();
+function startPolling(box, popup = null) {
+  const every = Math.max(1, Number(box.dataset.pollSeconds || 2)) * 1000;
+  poll(newFlow(popup), box.dataset.pollUrl, box.querySelector("[data-poll-status]"), every);
+}
+
+// Poll `url` for JSON every `every` ms while flow `id` is the current one: {"state":
+// "waiting"} keeps asking (showing its "warning", if any); {"redirect": "/x"} goes there;
+// {"state": "failed", "title", "message", "retry_url"} shows why in `status` and stops;
+// {"state": "superseded"} (a newer attempt took over) stops quietly. An answer that is not
+// JSON (a proxy's error page) or no answer is retried, more gently, a few times.
+function poll(id, url, status, every) {
+  let troubles = 0;
+  const current = () => flow.id === id;
+  const finish = () => flow.popup?.close();
   const ask = async () => {
+    if (!current()) return;
     let body = null;
     try {
       const response = await fetch(url, {
@@ -139,10 +166,18 @@ function poll(url, status, every) {
         credentials: "same-origin",
       });
       body = await response.json();
+      troubles = 0;
     } catch {
-      setTimeout(ask, every * 2); // offline or restarting: keep trying, more gently
+      troubles += 1;
+      if (troubles > 5) {
+        finish();
+        showProblem(status, { message: "The server is not answering. Try again in a moment." });
+      } else {
+        setTimeout(ask, every * 2);
+      }
       return;
     }
+    if (!current() || body.state === "superseded") return;
     if (body.redirect) {
       finish();
       window.location.assign(body.redirect);
@@ -150,6 +185,7 @@ function poll(url, status, every) {
       finish();
       showProblem(status, body);
     } else {
+      if (status && body.warning) status.textContent = body.warning;
       setTimeout(ask, every);
     }
   };
@@ -172,45 +208,45 @@ function showProblem(status, body) {
 // <section data-poll-url="URL" data-poll-seconds="N">: a page that waits on another site.
 function enablePolling() {
   const box = document.querySelector("[data-poll-url]");
-  if (!box) return;
-  const every = Math.max(1, Number(box.dataset.pollSeconds || 2)) * 1000;
-  poll(box.dataset.pollUrl, box.querySelector("[data-poll-status]"), every);
+  if (box) startPolling(box);
 }
 
 // <a href="START" data-popup-flow="START">: sign in with another site in a popup, staying on
-// this page (see LoginProvider.popup). The popup opens at once, in the click, so browsers
-// allow it; START (as JSON) then says where to send it and what to poll. With popups
-// blocked, START?redirect=1 takes the whole page there and back.
+// this page (see LoginProvider.popup). START (as JSON) says where to send the popup and what
+// to poll. With popups blocked, START?redirect=1 takes the whole page there and back.
 function enablePopupFlows() {
   document.addEventListener("click", async (event) => {
     const link = event.target.closest("a[data-popup-flow]");
     if (!link) return;
     event.preventDefault();
     const start = new URL(link.dataset.popupFlow, window.location.href);
-    const popup = window.open("about:blank", "medianest-signin", "popup,width=600,height=720");
+    const popup = openPopup("medianest-signin");
     if (!popup) {
       start.searchParams.set("redirect", "1");
       window.location.assign(start);
       return;
     }
-    popupWindow = popup;
+    const id = newFlow(popup);
     const status = document.querySelector("[data-poll-status]");
-    let flow = null;
+    status?.closest("section")?.classList.remove("error");
+    let started = null;
     try {
       const response = await fetch(start, {
         headers: { Accept: "application/json" },
         credentials: "same-origin",
       });
-      flow = await response.json();
-      if (!response.ok || !flow.popup_url) throw flow;
+      started = await response.json();
+      if (!response.ok || !started.popup_url) throw started;
     } catch (problem) {
+      if (flow.id !== id) return;
       popup.close();
       showProblem(status, problem?.message ? problem : { message: "Could not start signing in." });
       return;
     }
-    popup.location.href = flow.popup_url;
+    if (flow.id !== id) return;
+    popup.location.href = started.popup_url;
     if (status) status.textContent = "Waiting for you to sign in in the other window…";
-    poll(flow.poll_url, status, 2000);
+    poll(id, started.poll_url, status, 2000);
   });
 }
 

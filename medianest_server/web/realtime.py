@@ -105,6 +105,7 @@ class _LiveConnection:
     _timer: asyncio.TimerHandle | None = None
     _check: asyncio.Task[None] | None = None
     _stopped: bool = False
+    _again: bool = False  # a change arrived during a check: check once more
 
     def start(self) -> None:
         # jittered, so clients that all reconnected together (a restart) are not all re-checked
@@ -133,22 +134,27 @@ class _LiveConnection:
         role change) re-checks the sign-in now, not at the next heartbeat."""
         if event.type != USER_CHANGED or self._stopped:
             return
+        self.forget_cached()  # do not trust a cache that may not have heard yet
         if self._check is not None and not self._check.done():
-            return  # a check is running; it reads after the change
+            self._again = True  # the running check may have read before the change
+            return
         if self._timer is not None:
             self._timer.cancel()
-        self.forget_cached()  # do not trust a cache that may not have heard yet
         self._due()
 
     async def _recheck(self) -> None:
-        if self._stopped:
-            return
-        if not self.alive():  # the client is gone (a write failed)
-            self.end(WSCloseCode.GOING_AWAY)
-        elif not await self.still_valid():
-            log.info("live connection ended: its sign-in is no longer valid")
-            self.end(WS_SESSION_ENDED)
-        elif not self._stopped:
+        while not self._stopped:
+            self._again = False
+            if not self.alive():  # the client is gone (a write failed)
+                self.end(WSCloseCode.GOING_AWAY)
+                return
+            if not await self.still_valid():
+                log.info("live connection ended: its sign-in is no longer valid")
+                self.end(WS_SESSION_ENDED)
+                return
+            if not self._again:
+                break
+        if not self._stopped:
             self.start()
 
 

@@ -79,9 +79,13 @@ async def test_changed_still_forgets_locally_when_telling_others_fails() -> None
 # -- through the app, on each database ------------------------------------------------------
 
 
-async def test_a_hand_edit_of_the_database_holds_within_the_ttl(site: Site) -> None:
+async def test_a_hand_edit_of_the_database_holds_within_the_ttl(
+    make_site: MakeSite, redis_url: str
+) -> None:
     """Proves the cache is in the path (the edit is not seen at once) and bounded (it is
-    seen once `ttl` has passed), for the cookie, an API token and a JWT alike."""
+    seen once `ttl` has passed), for the cookie, an API token and a JWT alike. (With Redis, so
+    that PostgreSQL caches too.)"""
+    site = await make_site(redis={"url": redis_url})
     alice = await site.create_user("alice")
     browser = await site.sign_in("alice", USER_PASSWORD)
     raw, _ = await site.auth.api_tokens.create(alice.id, "script")
@@ -120,7 +124,10 @@ async def test_changes_made_through_the_app_hold_at_once_despite_the_cache(site:
 
 async def test_the_last_seen_time_is_still_written_while_cached(site: Site) -> None:
     await site.create_user("alice")
+    site.app[SERVICES].users.ttl = 3600  # still cached when the minute has passed
     browser = await site.sign_in("alice", USER_PASSWORD)
+    assert await me_status(browser) == 200
+    assert len(site.app[SERVICES].users) >= 1
     seen = await site.db.fetch_val("SELECT last_seen_at FROM sessions")
     site.clock.advance(61)
     assert await me_status(browser) == 200
@@ -130,6 +137,7 @@ async def test_the_last_seen_time_is_still_written_while_cached(site: Site) -> N
 
 async def test_an_idle_session_ends_even_while_cached(make_site: MakeSite) -> None:
     site = await make_site(auth={"session_idle_days": 1})
+    site.app[SERVICES].users.ttl = 2 * 86_400  # still cached when the day has passed
     await site.create_user("alice")
     browser = await site.sign_in("alice", USER_PASSWORD)
     assert await me_status(browser) == 200
@@ -222,3 +230,54 @@ async def test_reading_a_notification_updates_the_cached_count_at_once(site: Sit
     assert (await (await browser.get("/api/v1/notifications")).json())["unread"] == 1
     assert await notifications.mark_read(alice.id, None) == 1
     assert await notifications.unread(alice.id) == 0
+
+
+async def test_a_touch_that_was_under_way_during_a_demotion_does_not_restore_the_old_role(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request that read Alice as admin is writing her last_seen when she is demoted and
+    another request reads her afresh; when the first one finishes, the cache keeps `user`."""
+    admin, _ = await site.admin()
+    alice = await site.create_user("alice", role="admin")
+    browser = await site.sign_in("alice", USER_PASSWORD)
+    assert (await (await browser.get("/api/v1/me")).json())["role"] == "admin"
+    sessions = site.auth.sessions
+    [session] = await sessions.list_for_user(alice.id)
+    site.app[SERVICES].users.ttl = 3600  # the entry stays while the clock passes the touch
+    site.clock.advance(61)
+    real_execute, touching, release = sessions.db.execute, asyncio.Event(), asyncio.Event()
+
+    async def paused_touch(sql: str, params: object = None) -> int:
+        if sql.startswith("UPDATE sessions SET last_seen_at") and not touching.is_set():
+            touching.set()
+            await release.wait()
+        return await real_execute(sql, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sessions.db, "execute", paused_touch)
+    stale = asyncio.create_task(sessions.resolve(session.id))  # read as admin, now touching
+    await touching.wait()
+    await site.auth.users.update(admin, alice.id, role="user")
+    fresh = await sessions.resolve(session.id)
+    assert fresh is not None and fresh[1].role == "user"
+    release.set()
+    await stale
+    assert (await (await browser.get("/api/v1/me")).json())["role"] == "user"
+
+
+async def test_nothing_is_cached_on_postgresql_without_redis(
+    make_site: MakeSite, database_url: str
+) -> None:
+    """Instances sharing PostgreSQL without Redis cannot tell each other of a revoke: a hand
+    edit (standing for another instance's change) must be seen by the very next request."""
+    site = await make_site()
+    cache = site.app[SERVICES].users
+    await site.create_user("alice")
+    browser = await site.sign_in("alice", USER_PASSWORD)
+    assert await me_status(browser) == 200
+    await site.db.execute("UPDATE users SET disabled = true WHERE username = 'alice'")
+    if database_url.startswith("postgresql"):
+        assert cache.ttl == 0 and len(cache) == 0
+        assert await me_status(browser) == 401
+    else:
+        assert cache.ttl == DEFAULT_TTL
+        assert await me_status(browser) == 200

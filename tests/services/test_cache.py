@@ -251,3 +251,21 @@ async def test_a_redis_waiter_loads_itself_when_the_lock_holder_fails(
         await asyncio.wait_for(on_a, 5)
     assert await asyncio.wait_for(on_b, 5) == ["Movies"]
     assert (failing.calls, working.calls) == (1, 1)
+
+
+async def test_add_stores_only_where_nothing_live_is(cache: Cache, clock: ManualClock) -> None:
+    assert await cache.add("claim:event-1", "first", ttl_seconds=10) is True
+    assert await cache.add("claim:event-1", "second", ttl_seconds=10) is False
+    assert await cache.get("claim:event-1") == "first"
+    clock.advance(10.1)  # expired by the clock (Redis may still hold the key): free again
+    assert await cache.add("claim:event-1", "third", ttl_seconds=10) is True
+    assert await cache.get("claim:event-1") == "third"
+    scoped = cache.namespace("plex")
+    assert await scoped.add("claim:event-1", "plex's", ttl_seconds=10) is True
+    with pytest.raises(ValueError, match="ttl_seconds"):
+        await cache.add("claim:x", 1, ttl_seconds=0)
+
+
+async def test_of_many_concurrent_adds_exactly_one_wins(cache: Cache) -> None:
+    results = await asyncio.gather(*(cache.add("claim:once", n, ttl_seconds=60) for n in range(50)))
+    assert results.count(True) == 1

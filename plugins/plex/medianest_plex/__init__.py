@@ -172,6 +172,9 @@ def medianest_event_handlers(ctx: PluginContext) -> dict[str, EventHandler]:
         service = ctx.services.get(SERVICE_NAME, PlexService)
         if service is None:
             return
+        # every instance receives the event (Redis); one of them refreshes and files it
+        if not await ctx.cache.add(f"download-handled:{event.id}", 1, 24 * 3600):
+            return
         try:
             done = await service.download_completed(event.data)
         except (PlexError, ValueError) as exc:

@@ -13,6 +13,7 @@ from medianest_server.plugin_api import (
     InvalidInput,
     PluginContext,
     Routes,
+    Unauthorized,
     UpstreamUnavailable,
     User,
     current_user,
@@ -159,7 +160,13 @@ def build_routes(ctx: PluginContext) -> Routes:
             return await failed(request, "Plex is not available", NOT_CONFIGURED, 503)
         nonce = request.cookies.get(PIN_COOKIE, "")
         stored = await ctx.cache.get(f"pin:{nonce}") if nonce else None
-        if stored is None or request.query.get("pin", str(stored["id"])) != str(stored["id"]):
+        if stored is not None and request.query.get("pin", str(stored["id"])) != str(stored["id"]):
+            # an older attempt of this browser (another tab, a popup closed and tried again):
+            # the cookie belongs to the newer one, which must go on
+            if wants_json(request):
+                return web.json_response({"state": "superseded"}, status=409)
+            stored = None
+        if stored is None:
             if current_user(request) is not None:
                 return signed_in(request)
             return await failed(
@@ -197,11 +204,20 @@ def build_routes(ctx: PluginContext) -> Routes:
                 "it, or sign in with another Plex account.",
                 403,
             )
+        except PlexUnavailable as exc:
+            if wants_json(request):  # a blip: the PIN stands, the page keeps asking
+                title, message, _ = _plex_down_text(exc)
+                return web.json_response({"state": "waiting", "warning": message}, status=200)
+            title, message, status = _plex_down_text(exc)
+            return await failed(request, title, message, status, forget_pin=False)
         except PlexError as exc:
             title, message, status = _plex_down_text(exc)
             return await failed(request, title, message, status, forget_pin=False)
         await ctx.cache.delete(f"pin:{nonce}")
-        await ctx.complete_login(request, identity)
+        try:
+            await ctx.complete_login(request, identity)
+        except Unauthorized as exc:  # a disabled account
+            return await failed(request, "You cannot sign in", exc.message, 403)
         response = signed_in(request)
         response.del_cookie(PIN_COOKIE, path="/plex/login")
         return response

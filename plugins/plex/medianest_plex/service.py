@@ -432,9 +432,10 @@ class PlexService:
 
         Without `owner`, the library's collection of that title is used (made if missing).
         With `owner`, the collection is that person's: the one MediaNest made for them under
-        this title before (if Plex still has it), else a new one, named `title` or, when
-        someone else's collection has that name already, `title (their name)`; it is recorded
-        as theirs, so their library view shows it as theirs and deleting them forgets it.
+        this title before (if Plex still has it), else a new one, named `title` or, when the
+        library has a collection of that name already, `title (their username)` (then
+        `title (#their id)`); it is recorded as theirs, so their library view shows it as
+        theirs and deleting them forgets it. Another collection is never taken over.
         """
         title = " ".join(title.split())
         if not title:
@@ -463,30 +464,32 @@ class PlexService:
         items: list[str],
         existing: Mapping[str, str],
     ) -> str:
-        row = await self.ctx.db.fetch_one(
-            "SELECT collection_key FROM plex_collections"
-            " WHERE user_id = :user_id AND section_key = :section AND playlist = :playlist",
-            {"user_id": owner.id, "section": section, "playlist": playlist},
+        rows = await self.ctx.db.fetch_all(
+            "SELECT collection_key, user_id, playlist FROM plex_collections"
+            " WHERE section_key = :section",
+            {"section": section},
         )
-        if row is not None and row["collection_key"] in existing.values():
-            key = str(row["collection_key"])
-            await self.server.add_to_collection(key, items)
-            return key
-        if row is not None:  # deleted in Plex since: forget it, make it again
-            await self.ctx.db.execute(
-                "DELETE FROM plex_collections WHERE collection_key = :key",
-                {"key": row["collection_key"]},
-            )
-        title = playlist if playlist not in existing else f"{playlist} ({owner.name})"
-        if title in existing:  # theirs from before, unrecorded: take it back
-            key = existing[title]
-            await self.server.add_to_collection(key, items)
+        for row in rows:
+            if int(row["user_id"]) == owner.id and row["playlist"] == playlist:
+                key = str(row["collection_key"])
+                if key in existing.values():
+                    await self.server.add_to_collection(key, items)
+                    return key
+                # deleted in Plex since: forget it, make it again
+                await self.ctx.db.execute(
+                    "DELETE FROM plex_collections WHERE collection_key = :key", {"key": key}
+                )
+        # a title nobody has in this library: never someone else's collection, nor one an
+        # admin made by hand (usernames are unique; display names are not)
+        for title in (playlist, f"{playlist} ({owner.username})", f"{playlist} (#{owner.id})"):
+            if title not in existing:
+                break
         else:
-            key = (await self.server.create_collection(section, title, items)).rating_key
+            raise ValueError(f"every name for playlist {playlist!r} is taken in this library")
+        key = (await self.server.create_collection(section, title, items)).rating_key
         await self.ctx.db.execute(
             "INSERT INTO plex_collections (user_id, section_key, collection_key, playlist,"
-            " title, created_at) VALUES (:user_id, :section, :key, :playlist, :title, :now)"
-            " ON CONFLICT DO NOTHING",
+            " title, created_at) VALUES (:user_id, :section, :key, :playlist, :title, :now)",
             {
                 "user_id": owner.id,
                 "section": section,

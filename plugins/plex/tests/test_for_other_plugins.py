@@ -204,18 +204,18 @@ async def test_each_persons_playlist_is_their_own_collection(
     first = await download_into_playlist(medianest_app, plex, 1, "Mix", user_id=admin.id)
     assert await wait_for_member(plex, first) == "Mix"
     second = await download_into_playlist(medianest_app, plex, 2, "Mix", user_id=bob_id)
-    assert await wait_for_member(plex, second) == "Mix (Bob)"
+    assert await wait_for_member(plex, second) == "Mix (bob)"
     third = await download_into_playlist(medianest_app, plex, 3, "Mix", user_id=bob_id)
-    assert await wait_for_member(plex, third) == "Mix (Bob)"
-    assert sorted(c.title for c in plex.server.sections[3].collections) == ["Mix", "Mix (Bob)"]
+    assert await wait_for_member(plex, third) == "Mix (bob)"
+    assert sorted(c.title for c in plex.server.sections[3].collections) == ["Mix", "Mix (bob)"]
 
     listed = await (await browser.get("/api/v1/plex/collections?section=3")).json()
     assert [(c["title"], c["mine"]) for c in listed["collections"]] == [
-        ("Mix (Bob)", True),
+        ("Mix (bob)", True),
         ("Mix", False),
     ]
     only_mine = await (await browser.get("/api/v1/plex/collections?section=3&mine=1")).json()
-    assert [c["title"] for c in only_mine["collections"]] == ["Mix (Bob)"]
+    assert [c["title"] for c in only_mine["collections"]] == ["Mix (bob)"]
     page = await (await browser.get("/plex/collections/3")).text()
     assert page.count("Your playlist") == 1
     bad = await browser.get("/api/v1/plex/collections?section=3&mine=maybe")
@@ -240,7 +240,7 @@ async def test_no_collection_in_a_library_the_person_cannot_see(
     assert not plex.server.sections[3].collections
 
 
-async def test_a_deleted_persons_collections_are_forgotten_not_reused(
+async def test_deleting_a_person_forgets_which_collections_were_theirs(
     medianest_app: TestServer, plex: FakePlex, admin_client: MediaNestClient, friend: Friend
 ) -> None:
     _, dave_id = await friend("dave", sections=[3])
@@ -251,3 +251,55 @@ async def test_a_deleted_persons_collections_are_forgotten_not_reused(
     deleted = await admin_client.delete(f"/api/v1/admin/users/{dave_id}")
     assert deleted.status in (200, 204), await deleted.text()
     assert await db.fetch_val("SELECT count(*) FROM plex_collections") == 0
+
+
+async def test_a_collection_is_never_taken_over_whoever_shares_a_name(
+    medianest_app: TestServer, plex: FakePlex, admin_client: MediaNestClient, friend: Friend
+) -> None:
+    """Plex display names are the users' own choice and not unique: two people both shown as
+    "Bob", and an admin's own collection named like one of theirs, each keep their own."""
+    admin = admin_client.user
+    assert admin is not None
+    _, bob_id = await friend("bob", sections=[3])
+    _, other_id = await friend("bob2", sections=[3])
+    await medianest_app.app[SERVICES].db.execute(
+        "UPDATE users SET display_name = 'Bob' WHERE id IN (:a, :b)", {"a": bob_id, "b": other_id}
+    )
+    hand_made = plex.server.add_item(3, "Admin's pick", "/data/youtube/pick.mp4")
+    await plex_service(medianest_app).add_to_collection(3, "Mix (bob2)", [hand_made.rating_key])
+
+    first = await download_into_playlist(medianest_app, plex, 1, "Mix", user_id=admin.id)
+    assert await wait_for_member(plex, first) == "Mix"
+    second = await download_into_playlist(medianest_app, plex, 2, "Mix", user_id=bob_id)
+    assert await wait_for_member(plex, second) == "Mix (bob)"
+    third = await download_into_playlist(medianest_app, plex, 3, "Mix", user_id=other_id)
+    assert await wait_for_member(plex, third) == f"Mix (#{other_id})"
+    [picked] = plex.server.collections_named("Mix (bob2)")
+    assert picked.members == (hand_made.rating_key,)  # the admin's stays the admin's
+    rows = await medianest_app.app[SERVICES].db.fetch_all(
+        "SELECT user_id, title FROM plex_collections ORDER BY id"
+    )
+    assert [(r["user_id"], r["title"]) for r in rows] == [
+        (admin.id, "Mix"),
+        (bob_id, "Mix (bob)"),
+        (other_id, f"Mix (#{other_id})"),
+    ]
+
+
+async def test_an_event_delivered_twice_is_handled_once(
+    medianest_app: TestServer, plex: FakePlex, admin_client: MediaNestClient
+) -> None:
+    """With Redis every instance receives the event; the first to claim it handles it."""
+    admin = admin_client.user
+    assert admin is not None
+    event = make_event(
+        "youtube.download.completed",
+        {"user_id": admin.id, "path": "/srv/media/youtube/Once.mp4", "playlist": None},
+        topic=f"user:{admin.id}",
+    )
+    bus = medianest_app.app[SERVICES].events
+    await bus.publish(event)
+    await bus.publish(event)  # as a second instance would receive it
+    await plex.server.wait_for_refresh(1)
+    await asyncio.sleep(0.2)
+    assert len(plex.server.refresh_calls) == 1

@@ -229,3 +229,54 @@ async def test_plex_tv_down_when_starting_is_reported_as_json_too(
     body = await response.json()
     assert response.status == 503
     assert body["state"] == "failed" and "plex.tv cannot be reached" in body["title"]
+
+
+async def test_an_older_attempts_poll_is_told_it_was_superseded_and_spoils_nothing(
+    anonymous_client: MediaNestClient, plex: FakePlex, clock: ManualClock
+) -> None:
+    old = await start(anonymous_client, plex)
+    new = await start(anonymous_client, plex)
+    stale = await poll(anonymous_client, old, clock)
+    assert (stale.status, await stale.json()) == (409, {"state": "superseded"})
+    assert "medianest_plex_pin" not in stale.cookies  # the newer attempt's cookie stays
+    plex.tv.approve_pin(new, plex.owner)
+    done = await poll(anonymous_client, new, clock)
+    assert (await done.json())["state"] == "signed_in"
+
+
+async def test_a_disabled_account_is_told_so_when_signing_in_with_plex(
+    anonymous_client: MediaNestClient,
+    admin_client: MediaNestClient,
+    plex: FakePlex,
+    clock: ManualClock,
+    medianest_app: TestServer,
+    aiohttp_client: Any,
+) -> None:
+    bob = plex.tv.add_friend("bob", sections=[1])
+    first: MediaNestClient = await aiohttp_client(medianest_app)
+    assert (await sign_in(first, plex, clock, bob)).status == 303
+    bob_id = (await (await first.get("/api/v1/me")).json())["id"]
+    disabled = await admin_client.patch(f"/api/v1/admin/users/{bob_id}", json={"disabled": True})
+    assert disabled.status == 200, await disabled.text()
+    pin_id = await start(anonymous_client, plex)
+    plex.tv.approve_pin(pin_id, bob)
+    refused = await poll(anonymous_client, pin_id, clock)
+    body = await refused.json()
+    assert refused.status == 403 and body["state"] == "failed"
+    assert "disabled" in body["message"]
+    assert (await anonymous_client.get("/api/v1/me")).status == 401
+
+
+async def test_plex_tv_unreachable_while_polling_keeps_the_page_waiting(
+    anonymous_client: MediaNestClient, plex: FakePlex, clock: ManualClock
+) -> None:
+    pin_id = await start(anonymous_client, plex)
+    await plex.stop_tv()
+    blip = await poll(anonymous_client, pin_id, clock)
+    body = await blip.json()
+    assert blip.status == 200 and body["state"] == "waiting"
+    assert "plex.tv is not answering" in body["warning"]
+    clock.advance(3)
+    # the HTML check (Plex's forwardUrl, no JavaScript) says so on a page, and keeps the PIN
+    page = await anonymous_client.get(f"/plex/login/check?pin={pin_id}")
+    assert page.status == 503 and "plex.tv cannot be reached" in await page.text()

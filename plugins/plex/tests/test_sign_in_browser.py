@@ -107,8 +107,7 @@ async def test_the_waiting_pages_button_opens_plex_in_a_popup(
     async with page.expect_popup() as popup_info:
         await page.get_by_role("link", name="Open Plex to sign in").click()
     popup = await popup_info.value
-    await popup.wait_for_load_state()
-    assert popup.url.startswith("https://app.plex.tv/auth#?")
+    await popup.wait_for_url("https://app.plex.tv/**")
     assert "forwardUrl" not in popup.url
     assert page.url == base + "/plex/login"
     plex.tv.approve_pin(max(plex.tv.pins), plex.owner)
@@ -145,3 +144,25 @@ async def test_an_expired_pin_is_explained_on_the_waiting_page(
     await status.get_by_text("The Plex sign-in expired").wait_for()
     await page.get_by_role("link", name="Try again").wait_for()
     assert page.url == base + "/plex/login"
+
+
+async def test_a_second_attempt_after_closing_the_popup_signs_in(
+    open_page: OpenPage, base: str, admin_client: Any, plex: FakePlex, ticking: None
+) -> None:
+    """The first attempt's polling retires when the second starts: it neither closes the new
+    popup nor spoils the new PIN."""
+    page = await open_page("/login")
+    async with page.expect_popup() as popup_info:
+        await page.get_by_role("link", name="Sign in with Plex").click()
+    first = await popup_info.value
+    await first.wait_for_url("https://app.plex.tv/**")
+    await first.close()  # changed their mind, or closed it by accident
+    async with page.expect_popup() as popup_info:
+        await page.get_by_role("link", name="Sign in with Plex").click()
+    second = await popup_info.value
+    await second.wait_for_url("https://app.plex.tv/**")
+    await asyncio.sleep(1.0)  # several polls of both attempts' era
+    assert not second.is_closed()
+    plex.tv.approve_pin(max(plex.tv.pins), plex.owner)
+    await page.wait_for_url(base + "/")
+    assert second.is_closed()
