@@ -99,11 +99,16 @@ async def test_a_stranger_is_refused_and_nothing_is_created(
     assert await users(admin_client) == before
 
 
+async def expired_pin(client: MediaNestClient, plex: FakePlex) -> int:
+    pin_id = await start(client, plex)
+    plex.tv.expire_pin(pin_id)
+    return pin_id
+
+
 async def test_an_expired_pin_says_so_and_offers_to_try_again(
     anonymous_client: MediaNestClient, plex: FakePlex, clock: ManualClock
 ) -> None:
-    pin_id = await start(anonymous_client, plex)
-    plex.tv.expire_pin(pin_id)
+    pin_id = await expired_pin(anonymous_client, plex)
     expired = await check(anonymous_client, pin_id, clock)
     assert expired.status == 410
     text = await expired.text()
@@ -174,8 +179,7 @@ async def test_the_page_polls_as_json_and_is_signed_in_by_the_answer(
 async def test_polling_reports_an_expired_pin_or_a_stranger_as_json(
     anonymous_client: MediaNestClient, plex: FakePlex, clock: ManualClock
 ) -> None:
-    pin_id = await start(anonymous_client, plex)
-    plex.tv.expire_pin(pin_id)
+    pin_id = await expired_pin(anonymous_client, plex)
     expired = await poll(anonymous_client, pin_id, clock)
     body = await expired.json()
     assert expired.status == 410

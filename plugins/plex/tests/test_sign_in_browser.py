@@ -73,6 +73,17 @@ async def open_page(chromium: Any, base: str) -> AsyncIterator[OpenPage]:
         await context.close()
 
 
+async def open_plex_popup(page: Any, link: str) -> Any:
+    """Click `link` and return the popup once it shows Plex (without a forwardUrl: the popup
+    only approves; the page itself signs in)."""
+    async with page.expect_popup() as popup_info:
+        await page.get_by_role("link", name=link).click()
+    popup = await popup_info.value
+    await popup.wait_for_url("https://app.plex.tv/**")
+    assert "forwardUrl" not in popup.url
+    return popup
+
+
 async def test_sign_in_with_plex_in_a_popup_from_the_sign_in_page(
     open_page: OpenPage,
     base: str,
@@ -82,11 +93,7 @@ async def test_sign_in_with_plex_in_a_popup_from_the_sign_in_page(
 ) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = await open_page("/login")
-    async with page.expect_popup() as popup_info:
-        await page.get_by_role("link", name="Sign in with Plex").click()
-    popup = await popup_info.value
-    await popup.wait_for_url("https://app.plex.tv/**")
-    assert "forwardUrl" not in popup.url
+    popup = await open_plex_popup(page, "Sign in with Plex")
     status = page.locator("[data-poll-status]")
     await status.get_by_text("Waiting for you to sign in").wait_for()
     await page.screenshot(path=str(ARTIFACTS / "1-waiting-on-sign-in-page.png"))
@@ -104,11 +111,7 @@ async def test_the_waiting_pages_button_opens_plex_in_a_popup(
 ) -> None:
     """/plex/login opened directly (a bookmark, no JavaScript on the sign-in page)."""
     page = await open_page("/plex/login")
-    async with page.expect_popup() as popup_info:
-        await page.get_by_role("link", name="Open Plex to sign in").click()
-    popup = await popup_info.value
-    await popup.wait_for_url("https://app.plex.tv/**")
-    assert "forwardUrl" not in popup.url
+    popup = await open_plex_popup(page, "Open Plex to sign in")
     assert page.url == base + "/plex/login"
     plex.tv.approve_pin(max(plex.tv.pins), plex.owner)
     await page.wait_for_url(base + "/")
@@ -152,15 +155,9 @@ async def test_a_second_attempt_after_closing_the_popup_signs_in(
     """The first attempt's polling retires when the second starts: it neither closes the new
     popup nor spoils the new PIN."""
     page = await open_page("/login")
-    async with page.expect_popup() as popup_info:
-        await page.get_by_role("link", name="Sign in with Plex").click()
-    first = await popup_info.value
-    await first.wait_for_url("https://app.plex.tv/**")
+    first = await open_plex_popup(page, "Sign in with Plex")
     await first.close()  # changed their mind, or closed it by accident
-    async with page.expect_popup() as popup_info:
-        await page.get_by_role("link", name="Sign in with Plex").click()
-    second = await popup_info.value
-    await second.wait_for_url("https://app.plex.tv/**")
+    second = await open_plex_popup(page, "Sign in with Plex")
     await asyncio.sleep(1.0)  # several polls of both attempts' era
     assert not second.is_closed()
     plex.tv.approve_pin(max(plex.tv.pins), plex.owner)
