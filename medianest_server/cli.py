@@ -238,7 +238,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_user_setup_code(args: argparse.Namespace) -> int:
-    """Print the setup code alone on stdout while no user exists; exit 1 otherwise."""
+    """Print the setup code alone on stdout while no admin exists; exit 1 otherwise."""
     config = _load(args)
     from .auth.setup import SetupService
     from .auth.users import UserService

@@ -226,7 +226,7 @@ def test_setup_code_is_printed_alone_and_matches_the_servers(
     assert server.stop() == 0
 
 
-def test_setup_code_exits_1_once_an_account_exists(write_config) -> None:
+def test_setup_code_exits_1_once_an_admin_exists(write_config) -> None:
     import asyncio
 
     from medianest_server.auth.users import UserService

@@ -1,6 +1,8 @@
 """First run: a one-time setup code guards the creation of the first admin.
 
-While no user exists the server logs the code at start; `medianest user setup-code` prints it
+While no admin exists the server logs the code at start (people a login provider let in as
+users, a Plex friend who came first, do not end setup; the server owner signing in with Plex
+does, as that makes them admin); `medianest user setup-code` prints it
 again. It is kept encrypted in the settings table and deleted, in the same transaction that
 creates the first admin, so two people racing through setup cannot both win.
 """
@@ -37,7 +39,9 @@ class SetupService:
         self.clock = clock
 
     async def pending(self) -> bool:
-        return await self.users.count() == 0
+        """True while there is no admin."""
+        admins = await self.db.fetch_val("SELECT count(*) FROM users WHERE role = 'admin'")
+        return int(admins or 0) == 0
 
     async def code(self) -> str | None:
         """The setup code while setup is pending (made on first ask), else None.

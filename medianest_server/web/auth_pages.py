@@ -103,7 +103,18 @@ async def start_browser_session(request: web.Request, user: User) -> None:
 async def setup_page(request: web.Request) -> web.Response:
     if await _auth(request).setup.code() is None:
         raise web.HTTPNotFound()
-    return await _render(request, "setup.html", {"error": None, "form": {}})
+    return await _with_providers(request, "setup.html", {"error": None, "form": {}})
+
+
+async def _with_providers(
+    request: web.Request, template: str, context: dict[str, Any], *, status: int = 200
+) -> web.Response:
+    """A page listing the login providers (sign-in, setup)."""
+    providers = await login_providers(request)
+    response = await _render(request, template, {**context, "providers": providers}, status=status)
+    # a provider's popup stays ours to close once it is done (see LoginProvider.popup)
+    response.headers["Cross-Origin-Opener-Policy"] = "same-origin-allow-popups"
+    return response
 
 
 @routes.page("/setup", access="public", method="POST")
@@ -126,14 +137,12 @@ async def setup_submit(request: web.Request) -> web.StreamResponse:
                 await limits.failed("", request.remote)
             raise
     except RateLimited as exc:
-        return _with_headers(
-            await _render(request, "setup.html", {"error": exc.message, "form": form}, status=429),
-            exc.headers,
-        )
+        context = {"error": exc.message, "form": form}
+        page = await _with_providers(request, "setup.html", context, status=429)
+        return _with_headers(page, exc.headers)
     except MediaNestError as exc:
-        return await _render(
-            request, "setup.html", {"error": exc.message, "form": form}, status=exc.status
-        )
+        context = {"error": exc.message, "form": form}
+        return await _with_providers(request, "setup.html", context, status=exc.status)
     await auth.audit.record("auth.setup.completed", actor=user, ip=request.remote)
     log.info("setup complete: first admin created", extra={"username": user.username})
     await start_browser_session(request, user)
@@ -150,23 +159,15 @@ async def login_providers(request: web.Request) -> list[LoginProvider]:
 @routes.page("/login", access="public", name="login")
 async def login_page(request: web.Request) -> web.Response:
     auth = _auth(request)
-    if await auth.setup.code() is not None:
-        raise web.HTTPSeeOther("/setup")
+    if await auth.users.count() == 0 and await auth.setup.code() is not None:
+        raise web.HTTPSeeOther("/setup")  # nobody to sign in as yet
     if request.get(USER) is not None:
         raise web.HTTPSeeOther(safe_next(request.query.get("next")))
-    response = await _render(
+    return await _with_providers(
         request,
         "login.html",
-        {
-            "error": None,
-            "username": "",
-            "next": safe_next(request.query.get("next")),
-            "providers": await login_providers(request),
-        },
+        {"error": None, "username": "", "next": safe_next(request.query.get("next"))},
     )
-    # a provider's popup stays ours to close once it is done (see LoginProvider.popup)
-    response.headers["Cross-Origin-Opener-Policy"] = "same-origin-allow-popups"
-    return response
 
 
 @routes.page("/login", access="public", method="POST")
@@ -183,9 +184,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             "error": exc.message,
             "username": form.get("username", ""),
             "next": safe_next(form.get("next")),
-            "providers": await login_providers(request),
         }
-        response = await _render(request, "login.html", context, status=exc.status)
+        response = await _with_providers(request, "login.html", context, status=exc.status)
         return _with_headers(response, getattr(exc, "headers", None))
     assert isinstance(user, User)
     await start_browser_session(request, user)

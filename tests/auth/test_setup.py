@@ -140,3 +140,14 @@ async def test_wrong_setup_codes_from_a_stranger_do_not_lock_the_owner_out(
     )
     assert done.status == 303, await done.text()
     assert await site.count("users") == 1
+
+
+async def test_a_user_who_is_not_an_admin_does_not_end_setup(site: Site) -> None:
+    """A login provider may let a user in before anyone set MediaNest up (a Plex friend who
+    came first): setup stays open until there is an admin."""
+    await site.create_user("friend")
+    assert await site.auth.setup.code() is not None
+    assert (await (await site.browser()).get("/setup")).status == 200
+    await site.create_user("owner", role="admin")
+    assert await site.auth.setup.code() is None
+    assert (await (await site.browser()).get("/setup")).status == 404

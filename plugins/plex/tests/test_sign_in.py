@@ -284,3 +284,22 @@ async def test_plex_tv_unreachable_while_polling_keeps_the_page_waiting(
     # the HTML check (Plex's forwardUrl, no JavaScript) says so on a page, and keeps the PIN
     page = await anonymous_client.get(f"/plex/login/check?pin={pin_id}")
     assert page.status == 503 and "plex.tv cannot be reached" in await page.text()
+
+
+async def test_on_a_fresh_install_setup_offers_plex_and_the_owner_ends_it(
+    anonymous_client: MediaNestClient, plex: FakePlex, clock: ManualClock
+) -> None:
+    """Nobody has set MediaNest up yet: the setup page offers Sign in with Plex; a friend who
+    comes first is let in as a user and setup stays open; the owner becomes the admin and
+    setup is over."""
+    setup = await anonymous_client.get("/setup")
+    assert setup.status == 200
+    assert 'data-popup-flow="/plex/login"' in await setup.text()
+    assert setup.headers["Cross-Origin-Opener-Policy"] == "same-origin-allow-popups"
+    bob = plex.tv.add_friend("bob", sections=[1])
+    assert (await sign_in(anonymous_client, plex, clock, bob)).status == 303
+    assert (await anonymous_client.get("/setup")).status == 200
+    assert (await sign_in(anonymous_client, plex, clock, plex.owner)).status == 303
+    me = await (await anonymous_client.get("/api/v1/me")).json()
+    assert me["role"] == "admin"
+    assert (await anonymous_client.get("/setup")).status == 404
