@@ -163,3 +163,33 @@ async def test_a_second_attempt_after_closing_the_popup_signs_in(
     plex.tv.approve_pin(max(plex.tv.pins), plex.owner)
     await page.wait_for_url(base + "/")
     assert second.is_closed()
+
+
+@pytest.mark.parametrize("width", [1280, 320])
+async def test_the_library_pages_fit_the_screen_in_the_site_layout(
+    open_page: OpenPage, base: str, plex: FakePlex, ticking: None, width: int
+) -> None:
+    """Signed in with Plex, the library, a library, an item and search sit in the site's
+    layout (menu, bell) and are no wider than a desktop or a 320 px phone."""
+    page = await open_page("/plex/login")
+    await page.set_viewport_size({"width": width, "height": 800})
+    plex.tv.approve_pin(max(plex.tv.pins), plex.owner)
+    await page.wait_for_url(base + "/")
+    shots = ARTIFACTS / f"library-{width}"
+    shots.mkdir(parents=True, exist_ok=True)
+    first_item = plex.server.sections[1].items[0].rating_key
+    for name, path in {
+        "index": "/plex/",
+        "browse": "/plex/library/1",
+        "item": f"/plex/item/{first_item}",
+        "search": "/plex/search?q=the",
+        "collections": "/plex/collections/1",
+    }.items():
+        response = await page.goto(base + path)
+        assert response is not None and response.status == 200, (name, response)
+        assert await page.locator("[data-unread-badge]").count() == 1, name
+        await page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{name} is {overflow}px wider than {width}px"
