@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from .users import user_from_row
 
 TOKEN_PREFIX = "mn_"  # noqa: S105 (a label, not a secret)
 ACCESS_TOKEN_TTL = timedelta(minutes=15)
+VERIFIED_TOKENS = 10_000
 # last_used_at is written at most this often per token
 TOUCH_INTERVAL = timedelta(seconds=60)
 
@@ -161,6 +163,9 @@ class AccessTokens:
         self.kid = hashlib.sha256(b"kid:" + key).hexdigest()[:16]
         self._keys = {self.kid: key}
         self.clock = clock
+        # tokens whose signature, key id and type already checked out: a client sends the same
+        # token with every request for its lifetime (expiry is still checked every time)
+        self._verified: dict[str, dict[str, Any]] = {}
 
     def issue(self, user: User, session_id: str) -> tuple[str, int]:
         now = self.clock.now()
@@ -182,8 +187,24 @@ class AccessTokens:
         """The claims of a valid token; Unauthorized names what is wrong otherwise.
 
         Parsed once: signature, algorithm (HS256 only, so `alg: none` fails), the key id in
-        the verified header, then expiry.
+        the verified header, then expiry. A token verified before skips to the expiry check
+        (the same string, so the same signature); at most VERIFIED_TOKENS are remembered.
         """
+        known = self._verified.get(token)
+        if known is not None:
+            self._check_expiry(known)
+            return dict(known)
+        claims = self._decode(token)
+        if len(self._verified) >= VERIFIED_TOKENS:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[token] = claims
+        return dict(claims)
+
+    def _check_expiry(self, claims: Mapping[str, Any]) -> None:
+        if self.clock.now().timestamp() >= claims["exp"]:
+            raise Unauthorized("access token expired; refresh it")
+
+    def _decode(self, token: str) -> dict[str, Any]:
         try:
             decoded = jwt.api_jwt.decode_complete(
                 token,
@@ -205,8 +226,7 @@ class AccessTokens:
         exp = claims["exp"]
         if not isinstance(exp, int | float) or isinstance(exp, bool):
             raise Unauthorized("invalid access token")
-        if self.clock.now().timestamp() >= exp:
-            raise Unauthorized("access token expired; refresh it")
+        self._check_expiry(claims)
         if claims.get("typ") != "access":
             raise Unauthorized("not an access token")
         return claims

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import jwt
+import pytest
 
 from medianest_server.secretbox import SecretBox
 
@@ -182,3 +183,20 @@ async def test_an_access_token_whose_expiry_is_not_a_number_is_refused(site: Sit
     for exp in ("9999999999", True, None):
         token = jwt.encode({**claims, "exp": exp}, key, algorithm="HS256", headers={"kid": kid})
         assert await me_status(await site.browser(), bearer(token)) == 401, exp
+
+
+async def test_verified_tokens_are_remembered_within_a_bound(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token seen before skips the signature check (same string) but never the expiry; the
+    memory of them is bounded."""
+    from medianest_server.auth import tokens
+
+    monkeypatch.setattr(tokens, "VERIFIED_TOKENS", 2)
+    await site.create_user("alice")
+    issued = [(await site.tokens("alice", USER_PASSWORD))["access_token"] for _ in range(3)]
+    client = await site.browser()
+    for token in issued:
+        assert await me_status(client, bearer(token)) == 200
+    assert len(site.auth.access_tokens._verified) == 2
+    assert await me_status(client, bearer(issued[0])) == 200  # verified again, not trusted
