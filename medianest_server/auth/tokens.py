@@ -28,7 +28,7 @@ from .users import user_from_row
 
 TOKEN_PREFIX = "mn_"  # noqa: S105 (a label, not a secret)
 ACCESS_TOKEN_TTL = timedelta(minutes=15)
-VERIFIED_TOKENS = 10_000
+VERIFIED_TOKENS = 2_000  # about 1 KB each: a couple of MB at most
 # last_used_at is written at most this often per token
 TOUCH_INTERVAL = timedelta(seconds=60)
 
