@@ -36,7 +36,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from benchsite import PASSWORD, browser_cookie, free_port, seed_database, write_config
+from benchsite import (
+    PASSWORD,
+    browser_cookie,
+    free_port,
+    seed_database,
+    wait_ready,
+    write_config,
+)
 
 TARGET_RPS = 3000
 HASH_TARGET_MS = (50, 250)
@@ -50,18 +57,10 @@ def start_server(
     argv += ["--port", str(port)]
     with log.open("wb") as handle:
         proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        except (OSError, urllib.error.URLError):
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server not ready in 30 s")
+    if not wait_ready(proc, port, log):
+        proc.kill()
+        raise RuntimeError("server not ready in 30 s")
+    return proc
 
 
 async def sign_in(base: str) -> tuple[str, str]:

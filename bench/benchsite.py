@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +92,19 @@ async def browser_cookie(base: str, username: str = "bench", password: str = PAS
         ) as resp:
             assert resp.status == 303, (resp.status, (await resp.text())[:300])
             return f"medianest_session={resp.cookies['medianest_session'].value}"
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path, within: float = 30) -> bool:
+    """Wait until the server on `port` answers /health/ready; False after `within` seconds.
+    Raises RuntimeError with the end of `log` if the server exits first."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1) as r:
+                if r.status == 200:
+                    return True
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.05)
+    return False

@@ -55,7 +55,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchsite import browser_cookie, free_port, seed_database, write_config
+from benchsite import browser_cookie, free_port, seed_database, wait_ready, write_config
 
 TARGET_PAGES = 800
 PLUGIN = "benchwidgets"
@@ -180,18 +180,10 @@ def start_server(launcher: Path, config: Path, port: int, log: Path) -> subproce
         proc = subprocess.Popen(
             argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=launcher.parent
         )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        except (OSError, urllib.error.URLError):
-            time.sleep(0.05)
-    stop_server(proc)
-    raise RuntimeError(f"server not ready in 30 s: {log.read_text()[-2000:]}")
+    if not wait_ready(proc, port, log):
+        stop_server(proc)
+        raise RuntimeError(f"server not ready in 30 s: {log.read_text()[-2000:]}")
+    return proc
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from .clock import SYSTEM_CLOCK, Clock
 from .db import Database, Row
 from .events import EventBus, make_event
-from .usercache import UserCache
+from .usercache import UNCACHED, UserCache
 
 
 class Notifications:
@@ -21,13 +21,13 @@ class Notifications:
         db: Database,
         events: EventBus,
         *,
-        cache: UserCache | None = None,
+        cache: UserCache = UNCACHED,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
         self.events = events
         self.clock = clock
-        self.cache = cache if cache is not None else UserCache(clock=clock, ttl=0)
+        self.cache = cache
 
     async def create(
         self,
@@ -107,17 +107,15 @@ class Notifications:
         return changed
 
     async def unread(self, user_id: int) -> int:
-        key = ("unread", user_id)
-        count: int | None = self.cache.get(key)
-        if count is None:
-            generation = self.cache.generation
+        async def load() -> int:
             value = await self.db.fetch_val(
                 "SELECT count(*) FROM notifications WHERE user_id = :user_id AND read_at IS NULL",
                 {"user_id": user_id},
             )
-            count = int(value or 0)
-            self.cache.put(key, count, user_id=user_id, generation=generation)
-        return count
+            return int(value or 0)
+
+        count = await self.cache.get_or_load(("unread", user_id), load, lambda _: user_id)
+        return count or 0
 
 
 def _notification_dict(row: Row) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .clock import SYSTEM_CLOCK, Clock
 from .events import EventBus, make_event
@@ -34,6 +34,7 @@ USER_CHANGED = "core.user.changed"
 _ALSO_STALE_ON = ("core.notification.created",)
 DEFAULT_TTL = 5.0
 DEFAULT_MAX_ENTRIES = 10_000
+T = TypeVar("T")
 
 
 @dataclass
@@ -83,6 +84,23 @@ class UserCache:
             del self._entries[next(iter(self._entries))]
         self._entries[key] = _Entry(value, user_id, self.clock.monotonic())
 
+    async def get_or_load(
+        self,
+        key: Hashable,
+        load: Callable[[], Awaitable[T | None]],
+        owner: Callable[[T], int],
+    ) -> T | None:
+        """The cached value of `key`, or `await load()` kept under the user `owner(value)`
+        names; None (nothing found) is not kept. A change during the load wins (generation)."""
+        hit: T | None = self.get(key)
+        if hit is not None:
+            return hit
+        generation = self._generation
+        value = await load()
+        if value is not None:
+            self.put(key, value, user_id=owner(value), generation=generation)
+        return value
+
     def replace(self, key: Hashable, old: Any, new: Any) -> None:
         """Update a live entry in place (a refreshed `last_seen`), keeping its age: only if it
         still holds `old`, the value this caller read. A change since (forgotten, then filled
@@ -112,6 +130,10 @@ class UserCache:
                 await self._publish(user_id)
             except Exception:  # the local change holds; other instances catch up within ttl
                 log.warning("could not tell other instances that user %s changed", user_id)
+
+
+# the default for services built without one (tests, the CLI): keeps nothing
+UNCACHED = UserCache(ttl=0)
 
 
 def event_publisher(bus: EventBus, clock: Clock) -> Callable[[int], Awaitable[None]]:

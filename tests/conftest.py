@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -11,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,18 @@ from medianest_server.testing.plugin import (
 )
 
 SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]], *, within: float = 5.0, what: str = "condition"
+) -> None:
+    """Poll `condition` until it holds, failing after `within` seconds (a deadline, not a nap)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await condition():
+        if loop.time() > deadline:
+            pytest.fail(f"{what} did not happen within {within} s")
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

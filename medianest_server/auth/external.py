@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from typing import Any
 
 from ..errors import Unauthorized
 from ..plugins.types import ExternalIdentity
@@ -30,16 +32,7 @@ async def user_for_identity(
             "UPDATE identities SET username = :username, email = :email, avatar_url = :avatar,"
             " secret = coalesce(:secret, secret), data = :data, updated_at = :now"
             " WHERE provider = :provider AND subject = :subject",
-            {
-                "username": identity.username,
-                "email": identity.email,
-                "avatar": identity.avatar_url,
-                "secret": secret,
-                "data": dict(identity.data),
-                "now": now,
-                "provider": identity.provider,
-                "subject": identity.subject,
-            },
+            _identity_row(identity, secret, now),
         )
         await auth.users.db.execute(
             "UPDATE users SET display_name = coalesce(:name, display_name),"
@@ -73,6 +66,20 @@ async def user_for_identity(
     return user
 
 
+def _identity_row(identity: ExternalIdentity, secret: str | None, now: datetime) -> dict[str, Any]:
+    """The identities row's values from what the provider said (`secret` already encrypted)."""
+    return {
+        "provider": identity.provider,
+        "subject": identity.subject,
+        "username": identity.username,
+        "email": identity.email,
+        "avatar": identity.avatar_url,
+        "secret": secret,
+        "data": dict(identity.data),
+        "now": now,
+    }
+
+
 async def _create_linked(
     auth: AuthServices, identity: ExternalIdentity, secret: str | None
 ) -> User:
@@ -101,17 +108,7 @@ async def _create_linked(
             "INSERT INTO identities (user_id, provider, subject, username, email, avatar_url,"
             " secret, data, created_at, updated_at) VALUES (:user_id, :provider, :subject,"
             " :username, :email, :avatar, :secret, :data, :now, :now)",
-            {
-                "user_id": user.id,
-                "provider": identity.provider,
-                "subject": identity.subject,
-                "username": identity.username,
-                "email": identity.email,
-                "avatar": identity.avatar_url,
-                "secret": secret,
-                "data": dict(identity.data),
-                "now": now,
-            },
+            {"user_id": user.id, **_identity_row(identity, secret, now)},
         )
     return user
 

@@ -20,7 +20,7 @@ from aiohttp_session import AbstractStorage, Session
 from ..clock import SYSTEM_CLOCK, Clock
 from ..db import Database, Row
 from ..errors import Unauthorized
-from ..usercache import UserCache
+from ..usercache import UNCACHED, UserCache
 from .models import User
 from .users import user_from_row
 
@@ -97,10 +97,10 @@ class SessionService:
         absolute: timedelta,
         clock: Clock = SYSTEM_CLOCK,
         refresh_key: bytes | None = None,
-        cache: UserCache | None = None,
+        cache: UserCache = UNCACHED,
     ) -> None:
         self.db = db
-        self.cache = cache if cache is not None else UserCache(clock=clock, ttl=0)
+        self.cache = cache
         self.idle = idle
         self.absolute = absolute
         self.clock = clock
@@ -149,9 +149,8 @@ class SessionService:
     async def resolve(self, session_id: str) -> tuple[SessionInfo, User, dict[str, Any]] | None:
         """The live session with this id and its user, or None; keeps `last_seen` fresh."""
         key = ("session", session_id)
-        live: _Live | None = self.cache.get(key)
-        if live is None:
-            generation = self.cache.generation
+
+        async def load() -> _Live | None:
             row = await self.db.fetch_one(
                 f"SELECT {_SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id"
                 " WHERE s.id = :id AND s.revoked_at IS NULL AND NOT u.disabled",
@@ -159,8 +158,11 @@ class SessionService:
             )
             if row is None:
                 return None
-            live = _Live(_info(row), user_from_row(row), row["data"] or {}, row["idle_expires_at"])
-            self.cache.put(key, live, user_id=live.user.id, generation=generation)
+            return _Live(_info(row), user_from_row(row), row["data"] or {}, row["idle_expires_at"])
+
+        live = await self.cache.get_or_load(key, load, lambda found: found.user.id)
+        if live is None:
+            return None
         now = self.clock.now()
         info = live.info
         if now >= info.expires_at or now >= live.idle_expires_at:

@@ -21,7 +21,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..db import Database
 from ..errors import InvalidInput, Unauthorized
 from ..secretbox import SecretBox
-from ..usercache import UserCache
+from ..usercache import UNCACHED, UserCache
 from .models import User
 from .sessions import digest
 from .users import user_from_row
@@ -63,11 +63,11 @@ class _Live:
 
 class ApiTokenService:
     def __init__(
-        self, db: Database, *, clock: Clock = SYSTEM_CLOCK, cache: UserCache | None = None
+        self, db: Database, *, clock: Clock = SYSTEM_CLOCK, cache: UserCache = UNCACHED
     ) -> None:
         self.db = db
         self.clock = clock
-        self.cache = cache if cache is not None else UserCache(clock=clock, ttl=0)
+        self.cache = cache
 
     async def create(self, user_id: int, name: str) -> tuple[str, ApiTokenInfo]:
         """A new token; the returned secret is never stored or shown again."""
@@ -87,9 +87,8 @@ class ApiTokenService:
     async def resolve(self, raw: str) -> tuple[ApiTokenInfo, User] | None:
         token_hash = digest(raw)
         key = ("api_token", token_hash)
-        live: _Live | None = self.cache.get(key)
-        if live is None:
-            generation = self.cache.generation
+
+        async def load() -> _Live | None:
             row = await self.db.fetch_one(
                 "SELECT t.id AS token_id, t.name, t.token_prefix, t.created_at AS token_created_at,"
                 " t.last_used_at, t.expires_at, u.id, u.username, u.role, u.display_name,"
@@ -107,8 +106,11 @@ class ApiTokenService:
                 row["token_created_at"],
                 row["last_used_at"],
             )
-            live = _Live(info, user_from_row(row), row["expires_at"])
-            self.cache.put(key, live, user_id=info.user_id, generation=generation)
+            return _Live(info, user_from_row(row), row["expires_at"])
+
+        live = await self.cache.get_or_load(key, load, lambda found: found.info.user_id)
+        if live is None:
+            return None
         now = self.clock.now()
         if live.expires_at is not None and now >= live.expires_at:
             return None

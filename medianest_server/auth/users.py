@@ -12,7 +12,7 @@ from typing import Any
 from ..clock import SYSTEM_CLOCK, Clock
 from ..db import Connection, Database, IntegrityError, Row
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from ..usercache import UserCache
+from ..usercache import UNCACHED, UserCache
 from .models import ROLES, Role, User
 from .passwords import MAX_LENGTH, MIN_LENGTH, hash_password, verify_password
 
@@ -88,13 +88,13 @@ class UserService:
         *,
         clock: Clock = SYSTEM_CLOCK,
         on_remove: Callable[[User], Awaitable[None]] | None = None,
-        cache: UserCache | None = None,
+        cache: UserCache = UNCACHED,
     ) -> None:
         self.db = db
         self.clock = clock
         self.on_remove = on_remove
         # signed-in requests see a changed role, name or disabled flag at once
-        self.cache = cache if cache is not None else UserCache(clock=clock, ttl=0)
+        self.cache = cache
 
     async def count(self) -> int:
         return int(await self.db.fetch_val("SELECT count(*) FROM users") or 0)
@@ -308,23 +308,21 @@ class PreferenceStore:
     """Per-user preferences (theme, dashboard order) kept in users.preferences."""
 
     def __init__(
-        self, db: Database, *, clock: Clock = SYSTEM_CLOCK, cache: UserCache | None = None
+        self, db: Database, *, clock: Clock = SYSTEM_CLOCK, cache: UserCache = UNCACHED
     ) -> None:
         self.db = db
         self.clock = clock
-        self.cache = cache if cache is not None else UserCache(clock=clock, ttl=0)
+        self.cache = cache
 
     async def get(self, user_id: int) -> dict[str, Any]:
-        key = ("preferences", user_id)
-        cached: dict[str, Any] | None = self.cache.get(key)
-        if cached is None:
-            generation = self.cache.generation
+        async def load() -> dict[str, Any]:
             value = await self.db.fetch_val(
                 "SELECT preferences FROM users WHERE id = :id", {"id": user_id}
             )
-            cached = dict(value or {})
-            self.cache.put(key, cached, user_id=user_id, generation=generation)
-        return copy.deepcopy(cached)  # callers may change what they get
+            return dict(value or {})
+
+        cached = await self.cache.get_or_load(("preferences", user_id), load, lambda _: user_id)
+        return copy.deepcopy(cached or {})  # callers may change what they get
 
     async def update(self, user_id: int, **changes: Any) -> dict[str, Any]:
         async with self.db.transaction() as conn:

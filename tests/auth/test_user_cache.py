@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -17,6 +16,7 @@ from medianest_server.appkeys import SERVICES
 from medianest_server.clock import ManualClock
 from medianest_server.usercache import DEFAULT_TTL, UserCache
 
+from ..conftest import eventually
 from .conftest import ADMIN_PASSWORD, USER_PASSWORD, MakeSite, Site, bearer, me_status
 
 # -- the cache itself -----------------------------------------------------------------------
@@ -148,14 +148,6 @@ async def test_an_idle_session_ends_even_while_cached(make_site: MakeSite) -> No
 # -- across instances -----------------------------------------------------------------------
 
 
-async def _until(check: Callable[[], Awaitable[bool]], *, within: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("the other instance still accepts the credential")
-        await asyncio.sleep(0.02)
-
-
 async def test_a_change_on_one_instance_holds_on_the_other_at_once(
     make_site: MakeSite, redis_url: str
 ) -> None:
@@ -179,7 +171,7 @@ async def test_a_change_on_one_instance_holds_on_the_other_at_once(
     async def token_refused() -> bool:
         return await me_status(api, bearer(raw)) == 401
 
-    await _until(token_refused)
+    await eventually(token_refused)
     assert await me_status(on_second) == 200  # the session was not touched
 
     await first.auth.users.update(admin, alice.id, disabled=True)
@@ -187,7 +179,7 @@ async def test_a_change_on_one_instance_holds_on_the_other_at_once(
     async def session_refused() -> bool:
         return await me_status(on_second) == 401
 
-    await _until(session_refused)
+    await eventually(session_refused)
 
 
 async def test_unread_counts_and_preferences_follow_changes_on_another_instance(
@@ -208,14 +200,14 @@ async def test_unread_counts_and_preferences_follow_changes_on_another_instance(
     async def one_unread() -> bool:
         return await unread() == 1
 
-    await _until(one_unread)
+    await eventually(one_unread)
     assert await second.auth.preferences.get(alice.id) == {}
     await first.auth.preferences.update(alice.id, theme="light")
 
     async def light() -> bool:
         return (await second.auth.preferences.get(alice.id)).get("theme") == "light"
 
-    await _until(light)
+    await eventually(light)
 
 
 async def test_reading_a_notification_updates_the_cached_count_at_once(site: Site) -> None:

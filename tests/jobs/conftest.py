@@ -25,18 +25,6 @@ async def make_user(db: Database, username: str) -> int:
     return int(user_id)
 
 
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], *, within: float = 5.0, what: str = "condition"
-) -> None:
-    """Poll `condition` until it holds, failing after `within` seconds (a deadline, not a nap)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not await condition():
-        if loop.time() > deadline:
-            pytest.fail(f"{what} did not happen within {within} s")
-        await asyncio.sleep(0.01)
-
-
 async def always(
     condition: Callable[[], Awaitable[bool]], *, for_seconds: float, what: str = "condition"
 ) -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from medianest_server.db import Database, open_database
 from medianest_server.leader import PG_LEADER_LOCK_KEY, AlwaysLeader, PostgresLeader, RedisLeader
-from tests.conftest import RedisEnv
-from tests.jobs.conftest import always, eventually
+from tests.conftest import RedisEnv, eventually
+from tests.jobs.conftest import always
 
 LeaderCheck = Callable[[], bool]
 

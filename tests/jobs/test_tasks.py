@@ -13,8 +13,7 @@ import pytest
 from medianest_server.clock import ManualClock
 from medianest_server.leader import AlwaysLeader, RedisLeader
 from medianest_server.tasks import Task, TaskRunner, TaskStatus
-from tests.conftest import RedisEnv
-from tests.jobs.conftest import eventually
+from tests.conftest import RedisEnv, eventually
 
 
 class SteppedSleep:

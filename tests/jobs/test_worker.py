@@ -13,7 +13,8 @@ import pytest
 
 from medianest_server.db import Database
 from medianest_server.jobs import Job, JobContext, JobQueue, Worker
-from tests.jobs.conftest import eventually, make_user
+from tests.conftest import eventually
+from tests.jobs.conftest import make_user
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

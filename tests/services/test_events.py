@@ -23,7 +23,8 @@ from medianest_server.events import (
     make_event,
     topics_for,
 )
-from tests.services.conftest import RedisEnv, eventually
+from tests.conftest import eventually
+from tests.services.conftest import RedisEnv
 
 BusFactory = Callable[..., Awaitable[EventBus]]
 
