@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
-import sys
 import urllib.request
 import venv
 from collections.abc import Callable
@@ -16,26 +17,44 @@ from .conftest import ServerProcess
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _uv() -> str:
+    """The uv that `./dev` installed (it exports MEDIANEST_UV), else one on PATH."""
+    found = os.environ.get("MEDIANEST_UV") or shutil.which("uv")
+    if not found:
+        message = "uv is not available (./dev test provides it)"
+        if os.environ.get("MEDIANEST_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
 @pytest.mark.slow
 def test_wheel_installs_into_a_fresh_venv_and_serves_pages(
     tmp_path: Path, start_server: Callable[..., ServerProcess]
 ) -> None:
+    uv = _uv()
+
+    def run(*args: str) -> None:
+        # --offline: only loopback in tests; the lock's packages are in uv's cache after a sync
+        subprocess.run([uv, *args, "--offline", "--quiet"], check=True, timeout=300, cwd=ROOT)
+
     dist = tmp_path / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(ROOT)],
-        check=True,
-        timeout=300,
-    )
+    run("build", "--wheel", "--package", "medianest", "--out-dir", str(dist))
     (wheel,) = dist.glob("medianest-*.whl")
 
+    # the runtime dependencies exactly as locked (no workspace member), then the wheel itself
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
+    venv.create(env_dir)
     python = env_dir / "bin" / "python"
+    sync = ["sync", "--locked", "--offline", "--quiet", "--no-dev", "--package", "medianest"]
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)],
+        [uv, *sync, "--no-install-workspace", "--python", str(python)],
         check=True,
-        timeout=600,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(env_dir)},
     )
+    run("pip", "install", "--python", str(python), "--no-deps", str(wheel))
     # the installed package, not this checkout, serves: templates and static ship in the wheel
     located = subprocess.run(
         [
