@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp_session import session_middleware
 
 from . import usercache
-from .appkeys import CONFIG, DB, HEALTH, MIGRATIONS, PLUGINS, SERVICES
+from .appkeys import CONFIG, DB, DISPATCHER, HEALTH, MIGRATIONS, PLUGINS, SERVICES
 from .auth.middleware import authentication_middleware
 from .auth.models import User
 from .auth.services import AUTH_SERVICES, build_auth
@@ -26,6 +26,7 @@ from .logs import redactor
 from .plugins.context import PluginContext
 from .plugins.dispatch import EventDispatcher
 from .plugins.loader import Candidate, PluginManager, PluginRecord
+from .plugins.runtime import AppSettingsWriter, collect_contributions
 from .routing import Routes
 from .services import Services, build_services
 from .web import (
@@ -61,8 +62,6 @@ DEFAULT_PLUGINS: list[tuple[str, ModuleType]] = [
     ("core.openapi", openapi),
     ("core.realtime", realtime),
 ]
-
-DISPATCHER = web.AppKey("event_dispatcher", EventDispatcher)
 
 
 def create_app(
@@ -111,9 +110,11 @@ def create_app(
     setup_templates(app, _plugin_template_dirs(manager))
 
     accounts = auth_pages.BrowserAccounts(auth)
-    for record in manager.active():
+    writer = AppSettingsWriter(app)
+    for record in manager.usable():
         record.ctx = _context(record, services)
         record.ctx.accounts = accounts
+        record.ctx.settings_writer = writer
     _mount_plugin_routes(app, manager)
 
     # open event streams and sockets end first, or shutdown would wait out its grace period
@@ -126,7 +127,7 @@ def create_app(
 
 def _plugin_template_dirs(manager: PluginManager) -> list[Path]:
     folders = []
-    for record in manager.active():
+    for record in manager.usable():
         module_file = getattr(record.module, "__file__", None)
         if module_file and not record.builtin:
             folder = Path(module_file).parent / "templates"
@@ -155,8 +156,8 @@ def _context(record: PluginRecord, services: Services) -> PluginContext:
 
 
 def _mount_plugin_routes(app: web.Application, manager: PluginManager) -> None:
-    """Routes and webhooks of every active plugin; a collision disables the later plugin."""
-    for record in manager.active():
+    """Routes and webhooks of every usable plugin; a collision disables the later plugin."""
+    for record in manager.usable():
         try:
             routes = manager.call_sync(record, "medianest_routes")
             if routes is not None:
@@ -183,7 +184,7 @@ async def _data_dir(app: web.Application) -> AsyncIterator[None]:
     """The data folder, and one folder per active plugin inside it."""
     folders = [app[CONFIG].data_dir] + [
         record.ctx.data_dir
-        for record in app[PLUGINS].active()
+        for record in app[PLUGINS].usable()
         if record.ctx is not None and not record.builtin
     ]
     for folder in folders:
@@ -225,7 +226,7 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
     dispatcher = EventDispatcher(services.events)
     app[DISPATCHER] = dispatcher
     for record in manager.active():
-        await _collect_contributions(app, manager, record)
+        await collect_contributions(app, record)
     await services.start_background()
     forgetting = usercache.start_listener(services.users, services.events)
     code = await app[AUTH_SERVICES].setup.code()
@@ -244,29 +245,3 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
         await services.tasks.stop()
         await manager.stop()
         await services.close()
-
-
-CONTRIBUTIONS_BUDGET_SECONDS = 10.0
-
-
-async def _collect_contributions(
-    app: web.Application, manager: PluginManager, record: PluginRecord
-) -> None:
-    """A plugin's tasks, checks and handlers: all of them are taken, or none (plugin fails)."""
-    owner, budget = record.name, CONTRIBUTIONS_BUDGET_SECONDS
-    try:
-        tasks = await manager.call(record, "medianest_background_tasks", budget=budget)
-        checks = await manager.call(record, "medianest_health_checks", budget=budget)
-        handlers = await manager.call(record, "medianest_event_handlers", budget=budget)
-    except TimeoutError:
-        manager.fail(record, "startup", f"contributing tasks or checks took over {budget:g} s")
-        return
-    except Exception as exc:
-        manager.fail(record, "startup", f"{type(exc).__name__}: {exc}")
-        return
-    for task in tasks or ():
-        app[SERVICES].tasks.add(task, owner=owner)
-    for check in checks or ():
-        app[HEALTH].add(owner, check)
-    if handlers:
-        app[DISPATCHER].add(owner, handlers)

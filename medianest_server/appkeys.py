@@ -7,6 +7,7 @@ from aiohttp import web
 from .config import Config
 from .db import Database, Migration
 from .healthchecks import HealthRegistry
+from .plugins.dispatch import EventDispatcher
 from .plugins.loader import PluginManager
 from .services import Services
 
@@ -16,3 +17,4 @@ MIGRATIONS = web.AppKey("migrations", list[Migration])
 SERVICES = web.AppKey("services", Services)
 PLUGINS = web.AppKey("plugins", PluginManager)
 HEALTH = web.AppKey("health", HealthRegistry)
+DISPATCHER = web.AppKey("event_dispatcher", EventDispatcher)

@@ -45,6 +45,13 @@ class UpstreamUnavailable(MediaNestError):
     code = "upstream_unavailable"
 
 
+class NotConfigured(MediaNestError):
+    """A plugin's feature is used before an admin has connected it (its setup settings)."""
+
+    status = 503
+    code = "not_configured"
+
+
 class Unauthorized(MediaNestError):
     """Not signed in, or the credentials are wrong."""
 

@@ -35,6 +35,11 @@ class HealthRegistry:
     def add(self, plugin: str, check: HealthCheck) -> None:
         self._checks.append((plugin, check))
 
+    def remove(self, plugin: str) -> None:
+        """Forget a plugin's checks and their last outcomes (it is being restarted)."""
+        self._checks = [(p, c) for p, c in self._checks if p != plugin]
+        self.last = {key: outcome for key, outcome in self.last.items() if key[0] != plugin}
+
     def checks(self, plugin: str | None = None) -> list[tuple[str, HealthCheck]]:
         return [(p, c) for p, c in self._checks if plugin is None or p == plugin]
 

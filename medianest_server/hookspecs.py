@@ -32,11 +32,13 @@ if TYPE_CHECKING:
     from .plugin_api import (
         EventHandler,
         HealthCheck,
+        HealthResult,
         LoginProvider,
         NavItem,
         PluginContext,
         Routes,
         SearchGroup,
+        SetupAction,
         Task,
         User,
         Webhook,
@@ -53,13 +55,21 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def medianest_config_schema() -> type[Schema] | Schema | None:
     """Return the marshmallow schema of the plugin's ``[plugins.<name>]`` settings.
 
-    The core validates the section with it at start (unknown keys are errors), fills defaults,
-    and hands the result to the plugin as ``ctx.config`` (a dict). The key ``enabled`` (default
-    true) is added by the core. Each field may carry ``metadata``: ``{"doc": "...", "secret":
-    True}``; ``doc`` appears in the admin settings form, ``secret`` masks the value there, keeps it
-    out of logs and accepts ``<key>_file`` (the value read from a file). The same schema drives
-    the admin settings form, so give every field a ``load_default`` or mark it ``required``.
-    A section that fails validation disables the plugin with the key path in the reason.
+    The core validates the section with it at start (unknown keys are errors, with a "did you
+    mean"), fills defaults, and hands the result to the plugin as ``ctx.config`` (a dict). The
+    key ``enabled`` (default true) is added by the core. Each field may carry ``metadata``:
+
+    - ``label``: what the settings form calls it ("Plex server address"); default: the key;
+    - ``doc``: one sentence under the field in the form;
+    - ``secret: True``: masked in the form, kept out of logs, ``<key>_file`` accepted;
+    - ``setup: True``: the plugin cannot work without it. While one of these is empty the
+      plugin is ``not_configured``: it loads and its routes are mounted, but it is not started,
+      its routes answer "not connected yet" (except ``setup=True`` routes), and admins get a
+      "Connect" card on the dashboard asking for these fields. Saving them starts it at once.
+
+    The same schema drives the admin settings form, so give every field a ``load_default`` or
+    mark it ``required``. A section that fails validation disables the plugin with the key path
+    in the reason. ``medianest check`` validates the section with it too.
     """
 
 
@@ -114,6 +124,32 @@ def medianest_health_checks(ctx: PluginContext) -> Iterable[HealthCheck]:  # typ
     (``up``, ``degraded`` or ``down``, latency, message). It runs with its own timeout: one that
     hangs is reported ``down`` ("timed out"). Results feed the dashboard, the admin health page,
     the "test connection" button and metrics.
+    """
+
+
+@hookspec
+def medianest_test_connection(  # type: ignore[empty-body]
+    ctx: PluginContext, settings: Mapping[str, Any]
+) -> HealthResult:
+    """Try ``settings`` (validated by your schema, not saved yet) against the upstream service
+    and say how it went: ``HealthResult("up", "Plex 1.41.3 (Home server)")`` or
+    ``HealthResult("down", "Plex refused the token")``, in plain words.
+
+    Called by the "Test connection" button of the admin settings form and of the dashboard's
+    "Connect" card, before anything is saved, within 15 s. Without it the button runs the
+    plugin's health checks on the saved settings instead. May be called while the plugin is
+    ``not_configured``, so build what you need from ``settings``, not from startup state.
+    """
+
+
+@hookspec
+def medianest_setup_actions(ctx: PluginContext) -> Iterable[SetupAction]:  # type: ignore[empty-body]
+    """Return ways to connect the plugin other than typing its setup settings
+    (:class:`~medianest_server.plugin_api.SetupAction`): "Sign in with Plex and pick your
+    server". The dashboard's "Connect" card shows them as buttons above the form.
+
+    Called for admins while the plugin is ``not_configured`` (and on the admin Plugins page);
+    the pages they lead to are routes marked ``setup=True``. Keep it cheap (no upstream calls).
     """
 
 

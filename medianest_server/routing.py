@@ -9,7 +9,9 @@
     async def library_page(request): ...
 
 Access is one of "public" (anyone), "user" (signed in) or "admin". The core enforces it before
-the handler runs; a route without a declared access cannot be registered.
+the handler runs; a route without a declared access cannot be registered. While a plugin is not
+configured yet its routes answer "not connected yet", except those marked `setup=True` (the
+pages that connect it, such as a server picker).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class RouteSpec:
     kind: RouteKind
     name: str | None = None
     doc: RouteDoc = field(default_factory=RouteDoc)
+    setup: bool = False
 
 
 class Routes:
@@ -69,6 +72,7 @@ class Routes:
         response: Any = None,
         summary: str | None = None,
         status: int = 200,
+        setup: bool = False,
     ) -> Callable[[Handler], Handler]:
         if access not in ACCESS_LEVELS:
             raise ValueError(f"access must be one of {ACCESS_LEVELS}, not {access!r}")
@@ -78,7 +82,9 @@ class Routes:
         doc = RouteDoc(body, query, response, summary, status)
 
         def register(handler: Handler) -> Handler:
-            self.specs.append(RouteSpec(method.upper(), path, handler, access, kind, name, doc))
+            self.specs.append(
+                RouteSpec(method.upper(), path, handler, access, kind, name, doc, setup)
+            )
             return handler
 
         return register
@@ -114,10 +120,17 @@ class Routes:
         return self.route("DELETE", path, access=access, name=name, **doc)
 
     def page(
-        self, path: str, *, access: Access, method: str = "GET", name: str | None = None
+        self,
+        path: str,
+        *,
+        access: Access,
+        method: str = "GET",
+        name: str | None = None,
+        setup: bool = False,
     ) -> Callable[[Handler], Handler]:
-        """An HTML page (or a form post answered with a page or a redirect)."""
-        return self.route(method, path, access=access, kind="page", name=name)
+        """An HTML page (or a form post answered with a page or a redirect). `setup=True`:
+        it serves while the plugin is not configured yet (the pages that connect it)."""
+        return self.route(method, path, access=access, kind="page", name=name, setup=setup)
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,7 @@ class MountedRoute:
     kind: RouteKind
     handler: Handler | None = None
     doc: RouteDoc = field(default_factory=RouteDoc)
+    setup: bool = False
 
 
 def mount_path(spec: RouteSpec, plugin: str, *, builtin: bool) -> str:

@@ -3,14 +3,14 @@
 The form is generated from the plugin's marshmallow schema. Secrets are never sent back to the
 browser: their field is empty with a "set" marker, and leaving it empty keeps the stored value.
 A save validates first (nothing is written when anything is wrong), then rewrites the file
-atomically with the previous one kept as `.bak`, then applies the new values to the running
-plugin where it reads them per call; anything else takes effect at the next start.
+atomically with the previous one kept as `.bak`; the caller then applies the new section to the
+running plugin (`plugins.runtime.apply_settings`), which restarts it on the new values.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ SAVE_HEADER = (
 @dataclass(frozen=True)
 class SettingField:
     name: str
+    label: str  # what the form calls it: metadata "label", else the key in words
     kind: str  # text, password, number, checkbox, select, list, url
     doc: str
     required: bool
@@ -38,6 +39,15 @@ class SettingField:
     is_set: bool  # for secrets: whether a value is stored
     choices: tuple[str, ...] = ()
     from_env: str | None = None  # the variable that overrides it, if any
+    setup: bool = False  # needed before the plugin can work (asked for on the dashboard)
+
+
+def label_of(name: str, schema_field: fields.Field[Any]) -> str:
+    """A field's human label: its `label` metadata, else `plex_tv_url` as "Plex tv url"."""
+    given = schema_field.metadata.get("label")
+    if isinstance(given, str) and given:
+        return given
+    return name.replace("_", " ").capitalize()
 
 
 def _kind(schema_field: fields.Field[Any]) -> tuple[str, tuple[str, ...]]:
@@ -90,14 +100,18 @@ class PluginSettings:
         instance = schema() if isinstance(schema, type) else schema
         return instance if isinstance(instance, Schema) else None
 
-    def fields(self, record: PluginRecord) -> list[SettingField]:
-        """The form of a plugin's settings, with current values (secrets never included)."""
+    def fields(self, record: PluginRecord, *, setup_only: bool = False) -> list[SettingField]:
+        """The form of a plugin's settings, with current values (secrets never included);
+        `setup_only`: just the settings it cannot work without."""
         schema = self.schema(record)
         if schema is None:
             return []
         stored = {**self.config.plugins.settings.get(record.name, {}), **record.config}
         result = []
         for name, schema_field in schema.fields.items():
+            setup = bool(schema_field.metadata.get("setup"))
+            if setup_only and not setup:
+                continue
             kind, choices = _kind(schema_field)
             secret = bool(schema_field.metadata.get("secret"))
             value = stored.get(name, schema_field.load_default)
@@ -107,6 +121,7 @@ class PluginSettings:
             result.append(
                 SettingField(
                     name=name,
+                    label=label_of(name, schema_field),
                     kind=kind,
                     doc=str(schema_field.metadata.get("doc", "")),
                     required=schema_field.required,
@@ -115,15 +130,43 @@ class PluginSettings:
                     is_set=bool(value) if secret else False,
                     choices=choices,
                     from_env=variable if variable in self.environ else None,
+                    setup=setup,
                 )
             )
         return result
 
-    def save(self, name: str, submitted: Mapping[str, str]) -> list[str]:
+    def save(
+        self,
+        name: str,
+        submitted: Mapping[str, str],
+        *,
+        only: Collection[str] | None = None,
+    ) -> list[str]:
         """Validate and save a plugin's settings; returns the names of the keys that changed.
 
-        Raises InvalidInput (nothing written) with `details` per field.
+        `only`: the form showed just these keys (the dashboard's setup card); every other key
+        keeps what the file says. Raises InvalidInput (nothing written) with `details` per field.
         """
+        document, section, loaded, current = self._prepare(name, submitted, only=only)
+        # store what the person typed, converted by the schema (numbers as numbers)
+        stored = {k: _toml_value(loaded.get(k, v)) for k, v in section.items()}
+        if "enabled" in current:
+            stored["enabled"] = current["enabled"]
+        changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+        document.setdefault("plugins", {})[name] = stored
+        write_config_file(self._config_path(), document, header=SAVE_HEADER)
+        return changed
+
+    def validate(
+        self, name: str, submitted: Mapping[str, str], *, only: Collection[str] | None = None
+    ) -> dict[str, Any]:
+        """What `save` would store, validated, without writing anything (for "Test
+        connection" on values not saved yet). Raises InvalidInput like `save`."""
+        return self._prepare(name, submitted, only=only)[2]
+
+    def _prepare(
+        self, name: str, submitted: Mapping[str, str], *, only: Collection[str] | None
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
         record = self.record(name)
         schema = self.schema(record)
         if schema is None:
@@ -133,6 +176,11 @@ class PluginSettings:
         current = dict(document.get("plugins", {}).get(name, {}))
         section: dict[str, Any] = {}
         for field_name, schema_field in schema.fields.items():
+            if only is not None and field_name not in only:
+                for key in (field_name, f"{field_name}_file"):
+                    if key in current:
+                        section[key] = current[key]
+                continue
             raw = submitted.get(field_name)
             if schema_field.metadata.get("secret"):
                 if raw:  # empty keeps what is stored (the browser never had it)
@@ -157,17 +205,21 @@ class PluginSettings:
             )
         except ValidationError as exc:
             messages = exc.messages if isinstance(exc.messages, dict) else {}
-            fields_named = ", ".join(f"plugins.{name}.{k}" for k in sorted(messages))
-            raise InvalidInput(f"not saved: check {fields_named}", details=messages) from exc
-        # store what the person typed, converted by the schema (numbers as numbers)
-        stored = {k: _toml_value(loaded.get(k, v)) for k, v in section.items()}
-        if "enabled" in current:
-            stored["enabled"] = current["enabled"]
-        changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
-        document.setdefault("plugins", {})[name] = stored
-        write_config_file(path, document, header=SAVE_HEADER)
-        record.config.update({k: v for k, v in loaded.items()})  # live where read per call
-        return changed
+            labels = ", ".join(
+                label_of(k, schema.fields[k]) if k in schema.fields else k for k in sorted(messages)
+            )
+            raise InvalidInput(f"Not saved: check {labels}.", details=messages) from exc
+        if any(k.endswith("_file") for k in section):
+            loaded = {**self._read_files(record, section), **loaded}
+        return document, section, loaded, current
+
+    def _read_files(self, record: PluginRecord, section: Mapping[str, Any]) -> dict[str, Any]:
+        """Secrets kept in files (`token_file`), as the plugin would read them."""
+        try:
+            full = self.manager.check_config(record, section)
+        except Exception:
+            return {}
+        return {k.removesuffix("_file"): full.get(k.removesuffix("_file")) for k in section}
 
     def set_enabled(self, name: str, enabled: bool) -> None:
         """Enable or disable a plugin in `[plugins] disabled` (takes effect at the next start)."""
@@ -197,4 +249,4 @@ def _toml_value(value: Any) -> Any:
     return value
 
 
-__all__ = ["PluginSettings", "SettingField"]
+__all__ = ["PluginSettings", "SettingField", "label_of"]

@@ -154,6 +154,14 @@ class TaskRunner:
         if self._started:
             self._launch(entry)
 
+    async def remove_owner(self, owner: str) -> None:
+        """Stop and forget every task of ``owner`` (a plugin being restarted), waiting for a
+        run in progress to end."""
+        entries = [e for key, e in self._entries.items() if key[0] == owner]
+        for entry in entries:
+            del self._entries[(owner, entry.task.name)]
+        await cancel_and_wait([e.handle for e in entries if e.handle is not None], within=10.0)
+
     async def start(self) -> None:
         """Start every task (each as its own asyncio task)."""
         if self._started:

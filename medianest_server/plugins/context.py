@@ -37,6 +37,12 @@ class AccountLinks(Protocol):
     async def user(self, user_id: int) -> User | None: ...
 
 
+class SettingsWriter(Protocol):
+    """How a plugin saves its own settings (set by the app)."""
+
+    async def save(self, plugin: str, values: Mapping[str, str]) -> str: ...
+
+
 class ServiceRegistry:
     """Typed services plugins publish for each other (`plex` publishes its library service)."""
 
@@ -83,6 +89,7 @@ class PluginContext:
     services: ServiceRegistry
     accounts: AccountLinks | None = None
     notifications: Notifications | None = None
+    settings_writer: SettingsWriter | None = None
     log: logging.Logger = field(init=False)
 
     def __post_init__(self) -> None:
@@ -101,6 +108,20 @@ class PluginContext:
         if self.accounts is None:
             raise RuntimeError("sign-in is not available in this context")
         return await self.accounts.sign_in(request, identity)
+
+    async def save_settings(self, values: Mapping[str, str]) -> str:
+        """Save some of this plugin's settings to `medianest.toml` and apply them now.
+
+        `values` are keys of your schema as a form would send them (strings; lists comma
+        separated); other keys keep what the file says. They are validated by your schema
+        (InvalidInput naming the bad keys; nothing is written), written atomically with the
+        previous file kept as `.bak`, and the plugin is restarted on them (a plugin waiting
+        for its setup settings starts). Returns the new status: `active`, `not_configured` or
+        `failed`. For a setup page such as Plex's server picker.
+        """
+        if self.settings_writer is None:
+            raise RuntimeError("settings cannot be saved in this context")
+        return await self.settings_writer.save(self.name, values)
 
     async def user_secret(self, user_id: int, provider: str) -> str | None:
         """The upstream secret stored at sign-in for this user's `provider` account, or None."""

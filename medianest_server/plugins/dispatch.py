@@ -18,16 +18,25 @@ class EventDispatcher:
 
     def __init__(self, bus: EventBus) -> None:
         self._bus = bus
-        self._running: list[tuple[Subscription, asyncio.Task[None]]] = []
+        self._running: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
 
     def add(self, plugin: str, handlers: Mapping[str, EventHandler]) -> None:
         if not handlers:
             return
+        if plugin in self._running:
+            raise ValueError(f"{plugin} already has event handlers")
         subscription = self._bus.subscribe(types=list(handlers))
         task = asyncio.create_task(
             self._deliver(plugin, subscription, dict(handlers)), name=f"events:{plugin}"
         )
-        self._running.append((subscription, task))
+        self._running[plugin] = (subscription, task)
+
+    async def remove(self, plugin: str) -> None:
+        """Stop delivering to a plugin's handlers (it is being restarted)."""
+        running = self._running.pop(plugin, None)
+        if running is not None:
+            running[0].close()
+            await cancel_and_wait([running[1]], within=10.0)
 
     async def _deliver(
         self, plugin: str, subscription: Subscription, handlers: dict[str, EventHandler]
@@ -45,9 +54,9 @@ class EventDispatcher:
                     )
 
     async def close(self) -> None:
-        for subscription, _ in self._running:
+        for subscription, _ in self._running.values():
             subscription.close()
-        await cancel_and_wait([task for _, task in self._running], within=10.0)
+        await cancel_and_wait([task for _, task in self._running.values()], within=10.0)
         self._running.clear()
 
 

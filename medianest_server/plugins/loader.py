@@ -62,7 +62,9 @@ _CREATE_TABLE = re.compile(
     r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?[\"`]?([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE
 )
 
-Status = Literal["active", "failed", "disabled"]
+# not_configured: loaded and mounted, but a setting it cannot work without (a schema field with
+# metadata `setup: True`) is empty; it starts as soon as an admin fills those in
+Status = Literal["active", "not_configured", "failed", "disabled"]
 HOOK_NAMES = frozenset(name for name in dir(hookspecs) if name.startswith("medianest_"))
 
 
@@ -86,12 +88,27 @@ class PluginRecord:
     ctx: PluginContext | None = None
     migrations: list[Migration] = field(default_factory=list)
     secret_keys: set[str] = field(default_factory=set)
+    setup_keys: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
     impls: dict[str, Any] = field(default_factory=dict)
     _cleanup: AsyncGenerator[Any, None] | None = None
 
     @property
     def active(self) -> bool:
         return self.status == "active"
+
+    @property
+    def usable(self) -> bool:
+        """Loaded and mounted: active, or waiting for its setup settings."""
+        return self.status in ("active", "not_configured")
+
+    @property
+    def title(self) -> str:
+        """What people read: the module's `PLUGIN_TITLE` (`"YouTube"`), else from the name."""
+        given = getattr(self.module, "PLUGIN_TITLE", None)
+        if isinstance(given, str) and given:
+            return given
+        return self.name.replace("_", " ").title()
 
     @property
     def hooks(self) -> list[str]:
@@ -102,12 +119,14 @@ class PluginRecord:
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "title": self.title,
             "builtin": self.builtin,
             "distribution": self.distribution,
             "version": self.version,
             "status": self.status,
             "stage": self.stage,
             "error": self.error,
+            "missing": list(self.missing),
             "hooks": self.hooks,
         }
 
@@ -151,12 +170,14 @@ class PluginManager:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         environ = os.environ if environ is None else environ
+        self.environ = environ
         self.config = config
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.trace = environ.get(ENV_TRACE, "") not in ("", "0", "false")
         self.allow = _parse_allow(environ.get(ENV_ALLOW))
         self.records: dict[str, PluginRecord] = {}
+        self.reload_locks: dict[str, asyncio.Lock] = {}  # one settings change at a time
         self._builtins = [
             Candidate(name, lambda m=module: m, "medianest", None, builtin=True)
             for name, module in builtins
@@ -206,7 +227,7 @@ class PluginManager:
                 _check_name(candidate.name)
             record.module = candidate.load()
             self._register(record)
-            record.config = self._validate_config(record)
+            self._configure(record, self.config.plugins.settings.get(record.name, {}))
         except PluginFailure as exc:
             self.fail(record, _stage_of(record), str(exc))
         except Exception as exc:
@@ -255,9 +276,38 @@ class PluginManager:
                 if impl.plugin_name == record.name:
                     record.impls[caller.name] = impl
 
-    def _validate_config(self, record: PluginRecord) -> dict[str, Any]:
+    def _configure(self, record: PluginRecord, section: Mapping[str, Any]) -> None:
+        """Validate `section` and make it the plugin's config (the same dict, updated in place,
+        so `ctx.config` follows); the status becomes active or not_configured."""
+        loaded = self._validate_config(record, section)
+        record.config.clear()
+        record.config.update(loaded)
+        record.missing = [key for key in record.setup_keys if _empty(loaded.get(key))]
+        record.status = "not_configured" if record.missing else "active"
+
+    def reconfigure(self, record: PluginRecord, section: Mapping[str, Any]) -> None:
+        """Apply a new `[plugins.<name>]` section to a loaded plugin that is not running.
+
+        A section the schema refuses fails the plugin (stage `config`)."""
+        try:
+            self._configure(record, section)
+        except PluginFailure as exc:
+            self.fail(record, "config", str(exc))
+        except Exception as exc:
+            self.fail(record, "config", f"{type(exc).__name__}: {exc}")
+
+    def check_config(self, record: PluginRecord, section: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate `section` with the plugin's schema without applying it (raises
+        PluginFailure naming every bad key)."""
+        stage = record.stage
+        try:
+            return self._validate_config(record, section)
+        finally:
+            record.stage = stage
+
+    def _validate_config(self, record: PluginRecord, given: Mapping[str, Any]) -> dict[str, Any]:
         record.stage = "config"
-        section = dict(self.config.plugins.settings.get(record.name, {}))
+        section = dict(given)
         enabled = section.pop("enabled", True)
         try:
             fields.Boolean().deserialize(enabled)
@@ -278,9 +328,10 @@ class PluginManager:
             loaded = instance.load(section, unknown=RAISE)
         except ValidationError as exc:
             raise PluginFailure(
-                "; ".join(_flatten(f"plugins.{record.name}", exc.messages))
+                "; ".join(_flatten(f"plugins.{record.name}", exc.messages, instance))
             ) from exc
         record.secret_keys = secret_fields(instance)
+        record.setup_keys = setup_fields(instance)
         redactor.add(*(str(loaded.get(key) or "") for key in record.secret_keys))
         record.stage = None
         return {**loaded, "enabled": True}
@@ -289,6 +340,10 @@ class PluginManager:
 
     def active(self) -> list[PluginRecord]:
         return [r for r in self.records.values() if r.active]
+
+    def usable(self) -> list[PluginRecord]:
+        """Active plugins and those waiting for their setup settings: both are mounted."""
+        return [r for r in self.records.values() if r.usable]
 
     def is_active(self, name: str) -> bool:
         record = self.records.get(name)
@@ -410,9 +465,9 @@ class PluginManager:
             self.pm.unregister(record.module)
 
     def collect_migrations(self, dialect: str) -> list[tuple[PluginRecord, list[Migration]]]:
-        """Each active plugin's migrations; a plugin whose files are invalid is disabled."""
+        """Each usable plugin's migrations; a plugin whose files are invalid is disabled."""
         collected: list[tuple[PluginRecord, list[Migration]]] = []
-        for record in self.active():
+        for record in self.usable():
             if record.builtin or not self.implements(record, "medianest_migrations"):
                 continue
             try:
@@ -441,44 +496,50 @@ class PluginManager:
         return applied
 
     def known_migrations(self) -> list[Migration]:
-        """The migrations of the active plugins (what readiness expects to find applied)."""
-        return [m for record in self.active() for m in record.migrations]
+        """The migrations of the usable plugins (what readiness expects to find applied)."""
+        return [m for record in self.usable() for m in record.migrations]
 
     async def start(self) -> None:
         """Run every active plugin's `medianest_startup`, one at a time, each isolated."""
         for record in self.active():
-            if not self.implements(record, "medianest_startup"):
-                continue
-            try:
-                result = await self.call(
-                    record, "medianest_startup", budget=STARTUP_TIMEOUT_SECONDS
-                )
-                if inspect.isasyncgen(result):
-                    async with asyncio.timeout(STARTUP_TIMEOUT_SECONDS):
-                        await result.__anext__()
-                    record._cleanup = cast(AsyncGenerator[Any, None], result)
-            except StopAsyncIteration:
-                self.fail(record, "startup", "medianest_startup must yield once")
-            except TimeoutError:
-                self.fail(record, "startup", f"did not start within {STARTUP_TIMEOUT_SECONDS:g} s")
-            except Exception as exc:
-                self.fail(record, "startup", _describe(exc))
+            await self.start_one(record)
+
+    async def start_one(self, record: PluginRecord) -> None:
+        """Run one plugin's `medianest_startup`; a failure disables it (stage `startup`)."""
+        if not self.implements(record, "medianest_startup"):
+            return
+        try:
+            result = await self.call(record, "medianest_startup", budget=STARTUP_TIMEOUT_SECONDS)
+            if inspect.isasyncgen(result):
+                async with asyncio.timeout(STARTUP_TIMEOUT_SECONDS):
+                    await result.__anext__()
+                record._cleanup = cast(AsyncGenerator[Any, None], result)
+        except StopAsyncIteration:
+            self.fail(record, "startup", "medianest_startup must yield once")
+        except TimeoutError:
+            self.fail(record, "startup", f"did not start within {STARTUP_TIMEOUT_SECONDS:g} s")
+        except Exception as exc:
+            self.fail(record, "startup", _describe(exc))
 
     async def stop(self) -> None:
         """Run the code after `yield` of every started plugin, in reverse order."""
         for record in reversed(list(self.records.values())):
-            generator, record._cleanup = record._cleanup, None
-            if generator is None:
-                continue
-            try:
-                async with asyncio.timeout(STARTUP_TIMEOUT_SECONDS):
-                    await generator.__anext__()
-            except StopAsyncIteration:
-                pass
-            except Exception:
-                log.exception("plugin shutdown failed", extra={"plugin": record.name})
-            else:
-                log.error("medianest_startup yielded twice", extra={"plugin": record.name})
+            await self.stop_one(record)
+
+    async def stop_one(self, record: PluginRecord) -> None:
+        """Run the code after `yield` of one plugin's startup, if it started."""
+        generator, record._cleanup = record._cleanup, None
+        if generator is None:
+            return
+        try:
+            async with asyncio.timeout(STARTUP_TIMEOUT_SECONDS):
+                await generator.__anext__()
+        except StopAsyncIteration:
+            pass
+        except Exception:
+            log.exception("plugin shutdown failed", extra={"plugin": record.name})
+        else:
+            log.error("medianest_startup yielded twice", extra={"plugin": record.name})
 
     def statuses(self) -> list[dict[str, Any]]:
         return [record.as_dict() for record in self.records.values()]
@@ -521,15 +582,22 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, PluginFailure) else f"{type(exc).__name__}: {exc}"
 
 
-def _flatten(prefix: str, messages: Any) -> list[str]:
+def _flatten(prefix: str, messages: Any, schema: Schema | None = None) -> list[str]:
     if isinstance(messages, list):
         return [f"{prefix}: {' '.join(map(str, messages))}"]
     lines = []
     for key, value in messages.items():
         if value == ["Unknown field."]:
-            value = ["unknown key"]
+            known = sorted(schema.fields) if schema is not None else []
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            value = [f"unknown key{hint}"]
         lines += _flatten(f"{prefix}.{key}", value)
     return lines
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, (str, list, tuple, dict)) and not value)
 
 
 def _read_secret_files(
@@ -565,3 +633,9 @@ def _check_table_prefixes(plugin: str, migrations: Iterable[Migration]) -> None:
 def secret_fields(schema: Schema) -> set[str]:
     """Names of the fields a plugin marked `secret` (masked in forms, redacted in logs)."""
     return {name for name, f in schema.fields.items() if f.metadata.get("secret")}
+
+
+def setup_fields(schema: Schema) -> list[str]:
+    """Names of the fields a plugin marked `setup` (it cannot work while one is empty), in
+    schema order: what the dashboard's "Connect your services" card asks for."""
+    return [name for name, f in schema.fields.items() if f.metadata.get("setup")]

@@ -125,3 +125,14 @@ class LoginProvider:
     start_url: str
     icon: str = ""
     popup: bool = False
+
+
+@dataclass(frozen=True)
+class SetupAction:
+    """A button on a plugin's "Connect" card: `url` (a `setup=True` page of the plugin) does the
+    setting up for the admin, e.g. signs in with Plex and lets them pick their server."""
+
+    title: str
+    url: str
+    description: str = ""
+    icon: str = ""

@@ -14,7 +14,8 @@
         assert response.status == 200
 
 Fixtures: `medianest_app` (started app), `anonymous_client`, `user_client`, `admin_client`
-(signed in with personal API tokens; `.user` is who they are), `fake_upstream` (serve an
+(signed in with personal API tokens; `.user` is who they are; the configuration is a real
+`medianest.toml` in tmp_path, so settings saved by the app land there), `fake_upstream` (serve an
 aiohttp app on 127.0.0.1 as a stand-in for an upstream service) and `clock` (a ManualClock the
 app runs on: `clock.advance(60)`). The database is SQLite in the test's tmp_path unless
 `medianest_database_url` is overridden; to run a module on both databases, as store tests
@@ -41,7 +42,7 @@ from ..app import create_app
 from ..auth.models import User
 from ..auth.services import AUTH_SERVICES
 from ..clock import ManualClock
-from ..config import Config, build_config
+from ..config import Config, load_config, write_config_file
 from ..plugins.loader import discover_entry_points
 
 TEST_SECRET = "medianest-testing-secret-key-0123456789abcdef"  # noqa: S105 (tests only)
@@ -210,7 +211,10 @@ def medianest_config(
     }
     for section, values in medianest_settings.items():
         raw.setdefault(section, {}).update(values)
-    return build_config(raw, source="medianest_settings", base_dir=tmp_path, environ={})
+    # a real file, so saving settings from the admin pages (and ctx.save_settings) works
+    path = tmp_path / "medianest.toml"
+    write_config_file(path, raw)
+    return load_config(path, environ={})
 
 
 @pytest.fixture

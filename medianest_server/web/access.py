@@ -3,7 +3,8 @@
 Every route on the app is registered through `mount_routes`, which records its owner and
 access ("public", "user", "admin"). `access_middleware` looks the matched route up and refuses
 the request before the handler runs: 401 (API) or a redirect to sign-in (pages) for anonymous
-callers, 403 for users on admin routes, 503 while the owning plugin has failed.
+callers, 403 for users on admin routes, 503 while the owning plugin is not connected yet or
+has failed (in plain words: people never see setting names).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aiohttp.typedefs import Handler
 
 from ..appkeys import PLUGINS
 from ..auth.models import User
+from ..errors import NotConfigured
 from ..routing import MountedRoute, Routes, mount_path
 
 log = logging.getLogger("medianest.access")
@@ -48,7 +50,14 @@ def mount_routes(
         planned.append(
             (
                 MountedRoute(
-                    plugin, spec.method, path, spec.access, spec.kind, spec.handler, spec.doc
+                    plugin,
+                    spec.method,
+                    path,
+                    spec.access,
+                    spec.kind,
+                    spec.handler,
+                    spec.doc,
+                    spec.setup,
                 ),
                 spec.handler,
             )
@@ -84,14 +93,10 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
             return await handler(request)
         log.error("route without declared access refused", extra={"path": request.path})
         raise web.HTTPForbidden(text="This route declares no access.")
-    if not request.app[PLUGINS].is_active(info.plugin):
-        raise web.HTTPServiceUnavailable(
-            text=f"The {info.plugin} plugin is not available; an admin can see why on the "
-            "Plugins page."
-        )
-    if info.access == "public":
-        return await handler(request)
     user = request.get(USER)
+    if info.access == "public":
+        _require_running(request, info, user)
+        return await handler(request)
     if user is None:
         if info.kind == "api" or AUTH_ERROR in request:
             raise web.HTTPUnauthorized(
@@ -101,4 +106,24 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='/')}")
     if info.access == "admin" and not user.is_admin:
         raise web.HTTPForbidden(text="Only admins may do this.")
+    _require_running(request, info, user)
     return await handler(request)
+
+
+def _require_running(request: web.Request, info: MountedRoute, user: User | None) -> None:
+    """Refuse a route of a plugin that is not connected yet, or has failed, in plain words."""
+    record = request.app[PLUGINS].records.get(info.plugin)
+    if record is None or record.active:
+        return
+    if info.setup and record.status == "not_configured":
+        return
+    admin = user is not None and user.is_admin
+    if record.status == "not_configured":
+        then = (
+            "Connect it from the dashboard."
+            if admin
+            else "An admin needs to connect it first; please try again later."
+        )
+        raise NotConfigured(f"{record.title} is not connected yet. {then}")
+    then = "The Plugins page in the admin area says why." if admin else "Please try again later."
+    raise web.HTTPServiceUnavailable(text=f"{record.title} is not working right now. {then}")

@@ -7,17 +7,22 @@ page again with a message; the same rules as the admin API apply, through the sa
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 from marshmallow import Schema, fields, validate
 
-from ..appkeys import CONFIG, HEALTH, PLUGINS, SERVICES
+from ..appkeys import HEALTH, PLUGINS, SERVICES
 from ..auth import administration
 from ..auth.models import ROLES
 from ..auth.services import AUTH_SERVICES, AuthServices
 from ..errors import MediaNestError
+from ..healthchecks import CheckOutcome
 from ..hookspecs import hookimpl
+from ..plugins import runtime
+from ..plugins.loader import PluginRecord
+from ..plugins.runtime import apply_settings, plugin_settings, setup_actions
 from ..routing import Routes
 from ..settings import PluginSettings
 from .access import USER
@@ -64,7 +69,41 @@ def _auth(request: web.Request) -> AuthServices:
 
 
 def _settings(request: web.Request) -> PluginSettings:
-    return PluginSettings(request.app[CONFIG], request.app[PLUGINS])
+    return plugin_settings(request.app)
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+    form.pop("csrf_token", None)
+    return form
+
+
+def applied_message(record: PluginRecord) -> str:
+    """What an admin reads after saving a plugin's settings, by the plugin's new status."""
+    if record.status == "active":
+        return f"Saved. {record.title} is connected and running with these settings."
+    if record.status == "not_configured":
+        return f"Saved. {record.title} still needs: {', '.join(record.missing)}."
+    if record.status == "failed":
+        return f"Saved, but {record.title} could not start: {record.error}"
+    return f"Saved. {record.title} is {record.status}; the settings apply when it is enabled."
+
+
+def outcomes_json(outcomes: Sequence[CheckOutcome]) -> web.Response:
+    """ "Test connection" answered to the settings form's script."""
+    return web.json_response(
+        {
+            "results": [
+                {
+                    "name": o.name,
+                    "status": o.status,
+                    "message": o.message,
+                    "latency_ms": o.latency_ms,
+                }
+                for o in outcomes
+            ]
+        }
+    )
 
 
 @routes.page("/admin", access="admin", name="admin")
@@ -202,6 +241,7 @@ async def _plugins_page(
                 **record.as_dict(),
                 "fields": settings.fields(record),
                 "webhooks": webhook_urls(request.app, record.name) if record.active else [],
+                "actions": await setup_actions(request.app, record),
             }
         )
     context = {
@@ -223,10 +263,10 @@ async def plugins(request: web.Request) -> web.Response:
 @routes.page("/admin/plugins/{name}/settings", access="admin", method="POST")
 async def save_settings(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
-    form.pop("csrf_token", None)
+    form = await _form(request)
     try:
         changed = _settings(request).save(name, form)
+        record = await apply_settings(request.app, name)
     except MediaNestError as exc:
         details = exc.details if isinstance(exc.details, dict) else {}
         return await _plugins_page(
@@ -243,9 +283,8 @@ async def save_settings(request: web.Request) -> web.Response:
     note = ", ".join(changed) if changed else "nothing"
     return await _plugins_page(
         request,
-        message=f"Saved {name} settings ({note} changed) to medianest.toml; the "
-        "previous file is medianest.toml.bak. Values read per request apply now; the rest "
-        "at the next start.",
+        message=f"{applied_message(record)} ({note} changed in medianest.toml; the previous "
+        "file is medianest.toml.bak.)",
     )
 
 
@@ -271,10 +310,21 @@ async def set_enabled(request: web.Request) -> web.Response:
 
 @routes.page("/admin/plugins/{name}/test", access="admin", method="POST")
 async def test_connection(request: web.Request) -> web.Response:
-    """Run the plugin's health checks now and show what they say."""
+    """Try the values in the form (the plugin's own test), else its health checks; nothing is
+    saved. JSON for the form's script, the page again without it."""
     name = request.match_info["name"]
-    _settings(request).record(name)  # 404 for an unknown plugin
-    outcomes = await request.app[HEALTH].run(name)
+    form = await _form(request)
+    try:
+        outcomes = await runtime.test_connection(request.app, name, form or None)
+    except MediaNestError as exc:
+        if "json" in request.headers.get("Accept", ""):
+            raise
+        details = exc.details if isinstance(exc.details, dict) else {}
+        return await _plugins_page(
+            request, status=exc.status, error=exc.message, errors={name: details}
+        )
+    if "json" in request.headers.get("Accept", ""):
+        return outcomes_json(outcomes)
     tested = {"plugin": name, "outcomes": outcomes}
     return await _plugins_page(request, tested=tested)
 

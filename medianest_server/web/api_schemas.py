@@ -191,9 +191,20 @@ class PluginStatus(Answer):
     builtin = fields.Boolean(required=True)
     distribution = _nullable_string("The installed package it came from")
     version = _nullable_string("Its version")
-    status = fields.String(required=True, validate=validate.OneOf(("active", "failed", "disabled")))
+    title = fields.String(metadata={"description": "Its name for people (`Uptime Kuma`)"})
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(("active", "not_configured", "failed", "disabled")),
+        metadata={
+            "description": "not_configured: installed, waiting for the settings listed in "
+            "`missing` (an admin connects it from the dashboard)"
+        },
+    )
     stage = _nullable_string("Where it failed (import, config, migrations, startup…)")
     error = _nullable_string("Why it failed, for the admin")
+    missing = fields.List(
+        fields.String(), metadata={"description": "Setup settings still empty (not_configured)"}
+    )
     hooks = fields.List(fields.String(), metadata={"description": "Hooks it implements"})
     tasks = fields.List(fields.Nested(TaskState))
 

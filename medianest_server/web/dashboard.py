@@ -20,13 +20,18 @@ from marshmallow import Schema, fields, validate
 from ..appkeys import PLUGINS
 from ..auth.models import User
 from ..auth.services import AUTH_SERVICES
+from ..errors import MediaNestError
+from ..healthchecks import CheckOutcome
 from ..hookspecs import hookimpl
-from ..plugins.types import Widget
+from ..plugins.runtime import apply_settings, plugin_settings, setup_actions, test_connection
+from ..plugins.types import SetupAction, Widget
 from ..routing import Routes
+from ..settings import SettingField
 from .access import USER
+from .admin_pages import applied_message, outcomes_json
 from .layout import user_preferences
-from .templating import page_template
-from .validation import load_form, load_json
+from .templating import render_page
+from .validation import load_form, load_json, load_query
 
 log = logging.getLogger("medianest.dashboard")
 routes = Routes()
@@ -104,18 +109,142 @@ async def dashboard_widgets(request: web.Request, user: User) -> list[RenderedWi
     return _ordered([*rendered, *failed], list(preferences.get("widget_order", [])))
 
 
-def _needs_onboarding(request: web.Request, user: User) -> bool:
-    return user.is_admin and not any(not r.builtin for r in request.app[PLUGINS].active())
+@dataclass
+class ConnectCard:
+    """A plugin waiting for its setup settings, as the admin's dashboard offers it."""
+
+    name: str
+    title: str
+    missing: list[str]
+    fields: list[SettingField]
+    actions: list[SetupAction]
+    tested: list[CheckOutcome] | None = None
+    error: str | None = None
+    errors: dict[str, Any] | None = None
+    typed: dict[str, str] | None = None  # what the admin typed (never secrets), shown again
+
+
+async def _connect_cards(request: web.Request, user: User) -> list[ConnectCard]:
+    """One "Connect" card per installed plugin that is not configured yet (admins only)."""
+    if not user.is_admin:
+        return []
+    settings = plugin_settings(request.app)
+    return [
+        ConnectCard(
+            record.name,
+            record.title,
+            list(record.missing),
+            settings.fields(record, setup_only=True),
+            await setup_actions(request.app, record),
+        )
+        for record in request.app[PLUGINS].records.values()
+        if not record.builtin and record.status == "not_configured"
+    ]
+
+
+async def _render_dashboard(
+    request: web.Request,
+    *,
+    card: ConnectCard | None = None,
+    status: int = 200,
+    connected: str | None = None,
+) -> web.Response:
+    user = request[USER]
+    cards = await _connect_cards(request, user)
+    if card is not None:
+        cards = [card if c.name == card.name else c for c in cards]
+    installed = any(not r.builtin for r in request.app[PLUGINS].records.values())
+    context = {
+        "widgets": await dashboard_widgets(request, user),
+        "connect_cards": cards,
+        "nothing_installed": user.is_admin and not installed,
+        "connected": connected,
+    }
+    return await render_page(request, "dashboard.html", context, status=status)
+
+
+class DashboardQuery(Schema):
+    connected = fields.String(load_default="", validate=validate.Length(max=40))
 
 
 @routes.page("/", access="user", name="dashboard")
-@page_template("dashboard.html")
-async def dashboard(request: web.Request) -> dict[str, Any]:
-    user = request[USER]
-    return {
-        "widgets": await dashboard_widgets(request, user),
-        "onboarding": _needs_onboarding(request, user),
-    }
+async def dashboard(request: web.Request) -> web.Response:
+    query = load_query(request, DashboardQuery())
+    record = request.app[PLUGINS].records.get(query["connected"])
+    connected = record.title if record is not None and record.active else None
+    return await _render_dashboard(request, connected=connected)
+
+
+async def _connect_form(request: web.Request) -> tuple[str, dict[str, str], list[str]]:
+    name = request.match_info["name"]
+    record = plugin_settings(request.app).record(name)  # 404 for an unknown plugin
+    form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+    form.pop("csrf_token", None)
+    return name, form, list(record.setup_keys)
+
+
+def _card_again(request: web.Request, name: str, form: dict[str, str]) -> ConnectCard | None:
+    """The plugin's card with what the admin typed in it (secrets are never sent back)."""
+    record = request.app[PLUGINS].records[name]
+    if record.status != "not_configured":
+        return None
+    fields_ = plugin_settings(request.app).fields(record, setup_only=True)
+    typed = {f.name: form.get(f.name, "") for f in fields_ if not f.secret}
+    return ConnectCard(name, record.title, list(record.missing), fields_, [], typed=typed)
+
+
+@routes.page("/dashboard/connect/{name}", access="admin", method="POST")
+async def connect(request: web.Request) -> web.Response:
+    """Save a plugin's setup settings from its "Connect" card and start it now."""
+    name, form, keys = await _connect_form(request)
+    try:
+        changed = plugin_settings(request.app).save(name, form, only=keys)
+        record = await apply_settings(request.app, name)
+    except MediaNestError as exc:
+        card = _card_again(request, name, form)
+        if card is None:
+            raise
+        card.error = exc.message
+        card.errors = exc.details if isinstance(exc.details, dict) else {}
+        card.actions = await setup_actions(request.app, request.app[PLUGINS].records[name])
+        return await _render_dashboard(request, card=card, status=exc.status)
+    await request.app[AUTH_SERVICES].audit.record(
+        "settings.changed",
+        actor=request[USER],
+        ip=request.remote,
+        target_type="plugin",
+        target_id=name,
+        details={"keys": changed},
+    )
+    if record.active:
+        raise web.HTTPSeeOther(f"/?connected={name}")
+    card = _card_again(request, name, form)
+    if card is not None:
+        card.error = applied_message(record)
+        card.actions = await setup_actions(request.app, record)
+    return await _render_dashboard(request, card=card, status=200)
+
+
+@routes.page("/dashboard/connect/{name}/test", access="admin", method="POST")
+async def connect_test(request: web.Request) -> web.Response:
+    """ "Test connection" on a "Connect" card: the typed values are tried, nothing is saved."""
+    name, form, keys = await _connect_form(request)
+    wants_json = "json" in request.headers.get("Accept", "")
+    card = _card_again(request, name, form)
+    try:
+        outcomes = await test_connection(request.app, name, form, only=keys)
+    except MediaNestError as exc:
+        if wants_json or card is None:
+            raise
+        card.error = exc.message
+        card.errors = exc.details if isinstance(exc.details, dict) else {}
+        return await _render_dashboard(request, card=card, status=exc.status)
+    if wants_json:
+        return outcomes_json(outcomes)
+    if card is not None:
+        card.tested = outcomes
+        card.actions = await setup_actions(request.app, request.app[PLUGINS].records[name])
+    return await _render_dashboard(request, card=card)
 
 
 @routes.page("/dashboard/widgets/{plugin}/{widget_id}", access="user")

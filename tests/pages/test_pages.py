@@ -81,7 +81,7 @@ async def test_admin_without_plugins_sees_the_onboarding_card(make_site: MakeSit
     site = await make_site()
     _, admin = await site.admin()
     page = await (await admin.get("/")).text()
-    assert "Connect your services" in page and 'href="/admin/plugins"' in page
+    assert "Connect your services" in page and "No service plugins are installed" in page
     _, user = await site.user("alice")
     assert "Connect your services" not in await (await user.get("/")).text()
 
@@ -182,7 +182,7 @@ async def test_plugin_settings_form_masks_secrets_and_saves_atomically(
         },
     )
     text = await saved.text()
-    assert saved.status == 200 and "Saved good settings" in text
+    assert saved.status == 200 and "Saved. Good is connected and running" in text
     assert "s3cret-value-987" not in text  # never sent back
     document = tomllib.loads(config_path.read_text())
     assert document["plugins"]["good"] == {
@@ -191,6 +191,9 @@ async def test_plugin_settings_form_masks_secrets_and_saves_atomically(
         "poll_interval_seconds": 5.0,
     }
     assert config_path.with_name("medianest.toml.bak").exists()
+    # applied at once: the plugin was stopped and started again on the new values
+    good = importlib.import_module("tests.sample_plugins.good")
+    assert good.started[-1] == "hi all" and good.stopped[-1] == "good"
 
     before = config_path.read_text()
     bad = await admin.post(

@@ -23,19 +23,21 @@ from medianest_server.plugin_api import (
     Routes,
     SearchGroup,
     SearchResult,
+    SetupAction,
     User,
     Webhook,
     Widget,
     hookimpl,
 )
 
-from .config import PlexSettings, is_configured
+from .config import PlexSettings
 from .errors import PlexError
 from .routes import build_routes, webhook_handler
 from .service import PlexService, PlexSignInNeeded
+from .setup import test_settings
 
+PLUGIN_TITLE = "Plex"
 SERVICE_NAME = "plex"
-NOT_CONFIGURED = "Plex is not configured: set url and token in [plugins.plex]"
 
 
 @hookimpl
@@ -50,10 +52,7 @@ def medianest_migrations() -> Path:
 
 @hookimpl
 async def medianest_startup(ctx: PluginContext) -> AsyncIterator[None]:
-    if not is_configured(ctx.config):
-        ctx.log.warning("plex is not configured: set plugins.plex.url and plugins.plex.token")
-        yield
-        return
+    # the core starts the plugin only once url and token (its setup settings) are set
     ctx.services.publish(SERVICE_NAME, PlexService.start(ctx))
     yield
     ctx.services.remove(SERVICE_NAME)
@@ -64,8 +63,6 @@ def medianest_health_checks(ctx: PluginContext) -> list[HealthCheck]:
     async def server() -> HealthResult:
         service = ctx.services.get(SERVICE_NAME, PlexService)
         if service is None:
-            if not is_configured(ctx.config):
-                return HealthResult("down", NOT_CONFIGURED)
             return HealthResult("down", "The Plex plugin is not started")
         started = ctx.clock.monotonic()
         try:
@@ -90,9 +87,25 @@ def medianest_routes(ctx: PluginContext) -> Routes:
 
 
 @hookimpl
-def medianest_login_providers(ctx: PluginContext) -> list[LoginProvider]:
-    if not is_configured(ctx.config):
-        return []
+async def medianest_test_connection(ctx: PluginContext, settings: dict[str, Any]) -> HealthResult:
+    return await test_settings(ctx, settings)
+
+
+@hookimpl
+def medianest_setup_actions() -> list[SetupAction]:
+    return [
+        SetupAction(
+            "Sign in with Plex",
+            "/plex/setup",
+            "Sign in with the Plex account that owns your server and pick it from the list: "
+            "MediaNest fills in its address and token for you.",
+            icon="plex",
+        )
+    ]
+
+
+@hookimpl
+def medianest_login_providers() -> list[LoginProvider]:
     return [LoginProvider("plex", "Sign in with Plex", "/plex/login", icon="plex", popup=True)]
 
 

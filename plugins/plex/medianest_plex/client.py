@@ -82,6 +82,7 @@ class _PlexHttp:
         self.info = info
         self._upstream = upstream
         self.timeout_seconds = timeout_seconds
+        self.retries: int | None = None  # None: the HTTP client's default
 
     def _headers(self, token: str | None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         headers = self.info.headers()
@@ -109,6 +110,7 @@ class _PlexHttp:
                 params=params,
                 headers=self._headers(token, headers),
                 timeout=self.timeout_seconds,
+                retries=self.retries,
                 single_flight=single_flight,
             )
         except UpstreamUnavailable as exc:
@@ -301,8 +303,10 @@ class PlexServerClient(_PlexHttp):
         token: str | None,
         info: PlexClientInfo,
         timeout_seconds: float = 15.0,
+        upstream: str = PLEX,
     ) -> None:
-        super().__init__(http, base_url, info, PLEX, timeout_seconds)
+        """`upstream` names it for the HTTP client's statistics and circuit breaker."""
+        super().__init__(http, base_url, info, upstream, timeout_seconds)
         self._token = token
         self._machine_identifier: str | None = None
 
@@ -317,6 +321,7 @@ class PlexServerClient(_PlexHttp):
             token=token,
             info=self.info,
             timeout_seconds=self.timeout_seconds,
+            upstream=self._upstream,
         )
         client._machine_identifier = self._machine_identifier
         return client

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from marshmallow import Schema, ValidationError, fields, validate
 
@@ -28,68 +27,85 @@ def _mapping(value: str) -> None:
 
 
 class PlexSettings(Schema):
-    """Without `url` and `token` the plugin loads but stays inert (nothing to sign in with, a
-    "not configured" health check), so installing it never breaks a running MediaNest."""
+    """`url` and `token` are the setup settings: without them the core keeps the plugin
+    `not_configured` (mounted, not started) and asks an admin to connect Plex from the
+    dashboard, so installing it never breaks a running MediaNest."""
 
     url = fields.String(
         load_default="",
         validate=_empty_or_http_url,
         metadata={
-            "doc": "Address of the Plex Media Server, e.g. http://192.168.1.10:32400 "
-            "(required for the plugin to do anything)"
+            "label": "Plex server address",
+            "doc": "Where MediaNest reaches your Plex Media Server, e.g. http://192.168.1.10:32400",
+            "setup": True,
         },
     )
     token = fields.String(
         load_default="",
         metadata={
-            "doc": "The server owner's X-Plex-Token (also accepted as token_file; required)",
+            "label": "Server owner's Plex token",
+            "doc": "The X-Plex-Token of the server's owner (or token_file in medianest.toml). "
+            "Signing in with Plex on the dashboard fills it in for you",
             "secret": True,
+            "setup": True,
         },
     )
     plex_tv_url = fields.Url(
         load_default=DEFAULT_PLEX_TV_URL,
         schemes={"http", "https"},
         require_tld=False,
-        metadata={"doc": "Base address of plex.tv (change only for tests)"},
+        metadata={"label": "plex.tv address", "doc": "Change only for tests"},
     )
     product = fields.String(
         load_default="MediaNest",
         validate=validate.Length(min=1, max=100),
-        metadata={"doc": "Product name shown in the user's Plex devices"},
+        metadata={
+            "label": "Product name",
+            "doc": "How MediaNest is named in people's Plex devices",
+        },
     )
     client_identifier = fields.String(
         load_default="",
         validate=validate.Length(max=200),
         metadata={
+            "label": "Client identifier",
             "doc": "X-Plex-Client-Identifier; empty: generated once and kept in the plugin's "
-            "data folder"
+            "data folder",
         },
     )
     library_cache_seconds = fields.Float(
         load_default=60.0,
         validate=validate.Range(min=0, max=86400),
-        metadata={"doc": "How long library listings, items and searches are cached per user"},
+        metadata={
+            "label": "Library cache (seconds)",
+            "doc": "How long library listings, items and searches are kept per person",
+        },
     )
     recent_cache_seconds = fields.Float(
         load_default=30.0,
         validate=validate.Range(min=0, max=86400),
-        metadata={"doc": "How long recently added lists are cached per user"},
+        metadata={
+            "label": "Recently added cache (seconds)",
+            "doc": "How long recently added lists are kept per person",
+        },
     )
     path_mappings = fields.List(
         fields.String(validate=_mapping),
         load_default=list,
         metadata={
-            "doc": "How a path on this machine maps to the path Plex sees, as "
-            '"local_prefix=plex_prefix" strings, e.g. ["/srv/media=/data"]; empty: the same '
-            "paths. With mappings, a path under none of them is not refreshed"
+            "label": "Path mappings",
+            "doc": "How a folder on this machine is named on the Plex server, one mapping "
+            "each as local=plex, e.g. /srv/media=/data. Empty: Plex sees the same paths; "
+            "with mappings, a download under none of them is not refreshed",
         },
     )
     scan_wait_seconds = fields.Float(
         load_default=60.0,
         validate=validate.Range(min=0, max=3600),
         metadata={
+            "label": "Wait for a scan (seconds)",
             "doc": "After a partial refresh, how long to wait for Plex to list a downloaded "
-            "item before giving up on putting it in its playlist's collection"
+            "item before giving up on putting it in its playlist's collection",
         },
     )
 
@@ -104,14 +120,9 @@ def parse_mappings(values: Sequence[str]) -> list[tuple[str, str]]:
     return sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)
 
 
-def is_configured(config: Mapping[str, Any]) -> bool:
-    return bool(config.get("url")) and bool(config.get("token"))
-
-
 __all__ = [
     "DEFAULT_PLEX_TV_URL",
     "PlexSettings",
     "ValidationError",
-    "is_configured",
     "parse_mappings",
 ]

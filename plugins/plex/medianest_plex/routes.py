@@ -23,10 +23,11 @@ from yarl import URL
 
 from .errors import PinExpired, PlexError, PlexNotFound, PlexUnavailable
 from .service import SORTS, NoServerAccess, PlexService, PlexSignInNeeded
+from .setup import add_setup_routes
 
 PIN_COOKIE = "medianest_plex_pin"
 PIN_CHECK_SECONDS = 2
-NOT_CONFIGURED = "Plex is not configured: set url and token in [plugins.plex]"
+NOT_CONFIGURED = "Plex is not connected right now; please try again in a moment."
 
 
 async def render(
@@ -57,6 +58,7 @@ async def message_page(
 
 def build_routes(ctx: PluginContext) -> Routes:
     routes = Routes()
+    add_setup_routes(routes, ctx)
 
     def service() -> PlexService | None:
         return ctx.services.get("plex", PlexService)

@@ -77,16 +77,6 @@ async def test_a_bad_url_disables_only_this_plugin(admin_client: MediaNestClient
     assert "plugins.plex.url" in plugin["error"]
 
 
-@pytest.mark.parametrize("medianest_settings", [{}])
-async def test_without_settings_the_plugin_is_inert_and_says_so(
-    admin_client: MediaNestClient,
-) -> None:
-    plugin = await _plugin(admin_client)
-    assert plugin["status"] == "active"
-    text = html.unescape(await (await admin_client.get("/admin/health")).text())
-    assert "Plex is not configured" in text
-
-
 async def test_nav_has_the_library(user_client: MediaNestClient) -> None:
     text = await (await user_client.get("/")).text()
     assert 'href="/plex/"' in text

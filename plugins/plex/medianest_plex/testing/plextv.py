@@ -81,6 +81,15 @@ class FakePlexTv(FakeService):
         bob = tv.add_friend("bob", sections=[1])   # pms shared with bob (section 1 only)
         eve = tv.add_stranger("eve")           # a Plex account without access
         tv.approve_pin(pin_id, bob)            # the user approved the PIN in the Plex auth app
+        tv.add_owned_server("Cabin", online=False)  # another server of the owner, switched off
+
+    The owner's resources list `pms` with two connections, as Plex lists them: the local one
+    (where the fake really answers) and a remote one. Where the reference shows https
+    `*.plex.direct` addresses, the fake gives `http://127.0.0.1:<closed port>` ones, because
+    tests only talk to 127.0.0.1; a remote address that does not answer from inside the
+    network is what a real self-hoster sees too. The reference is silent on an offline
+    server's entry beyond `presence: false`: the fake keeps its connections and an old
+    `lastSeenAt`.
 
     `require_product=True` also refuses PINs without `X-Plex-Product` (the reference marks it
     optional, §1.1; the product is echoed in the PIN, where tests can check it). `clock` decides
@@ -104,6 +113,7 @@ class FakePlexTv(FakeService):
         self.pins: dict[int, FakePin] = {}
         self.owner: PlexAccount | None = None
         self.server_tokens: dict[int, str] = {}  # account id -> its access token for `server`
+        self.other_servers: list[dict[str, Any]] = []  # more servers the owner owns
         self._ids = itertools.count(11111111, 1111)
         self._pin_ids = itertools.count(564964751)
 
@@ -148,6 +158,46 @@ class FakePlexTv(FakeService):
     def add_stranger(self, username: str = "stranger", *, email: str | None = None) -> PlexAccount:
         """A Plex account the server is not shared with."""
         return self.add_account(username, email=email)
+
+    def add_owned_server(
+        self,
+        name: str,
+        *,
+        online: bool = True,
+        machine_identifier: str | None = None,
+        uri: str = "http://127.0.0.1:9",
+    ) -> dict[str, Any]:
+        """Another server of the owner (nothing answers at `uri` unless a test serves it)."""
+        identifier = machine_identifier or secrets.token_hex(20)
+        last_seen = self.clock.now() - (timedelta(0) if online else timedelta(days=12))
+        entry = {
+            "name": name,
+            "product": "Plex Media Server",
+            "productVersion": "1.40.5.8897-e5987a19d",
+            "platform": "Linux",
+            "platformVersion": "6.1.0",
+            "device": "PC",
+            "clientIdentifier": identifier,
+            "createdAt": "2023-08-12T18:00:00Z",
+            "lastSeenAt": _iso(last_seen),
+            "provides": "server",
+            "ownerId": None,
+            "sourceTitle": None,
+            "publicAddress": "203.0.113.9",
+            "accessToken": secrets.token_urlsafe(15),
+            "owned": True,
+            "home": False,
+            "synced": False,
+            "relay": True,
+            "presence": online,
+            "httpsRequired": False,
+            "publicAddressMatches": True,
+            "dnsRebindingProtection": False,
+            "natLoopbackSupported": True,
+            "connections": [_connection(uri)],
+        }
+        self.other_servers.append(entry)
+        return entry
 
     def server_token(self, account: PlexAccount) -> str | None:
         """The token `account` uses against the server (None: no access)."""
@@ -322,7 +372,7 @@ class FakePlexTv(FakeService):
             "publicAddressMatches": owned,
             "dnsRebindingProtection": False,
             "natLoopbackSupported": True,
-            "connections": [_connection(server.base_url)],
+            "connections": [_connection(server.base_url), _connection(REMOTE_URI, local=False)],
         }
 
     def _resource_list(self, account: PlexAccount) -> list[dict[str, Any]]:
@@ -330,6 +380,8 @@ class FakePlexTv(FakeService):
         server = self._server_entry(account)
         if server is not None:
             entries.append(server)
+        if self.owner is not None and account.id == self.owner.id:
+            entries += self.other_servers
         entries.append(
             {  # every account also has a player device: clients must look at `provides`
                 "name": f"{account.username}'s iPhone",
@@ -502,14 +554,18 @@ def account_json(account: PlexAccount, *, owner: bool = False) -> dict[str, Any]
     }
 
 
-def _connection(base_url: str) -> dict[str, Any]:
+# the server's remote address: nothing answers there (a closed port on loopback)
+REMOTE_URI = "http://127.0.0.1:1"
+
+
+def _connection(base_url: str, *, local: bool = True) -> dict[str, Any]:
     url = URL(base_url)
     return {
         "protocol": url.scheme,
         "address": url.host,
         "port": url.port,
         "uri": str(url).rstrip("/"),
-        "local": True,
+        "local": local,
         "relay": False,
         "IPv6": False,
     }
