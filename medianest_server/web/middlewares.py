@@ -1,7 +1,9 @@
 """Request id and error middlewares: every response carries `X-Request-ID`, every error one shape.
 
 API paths (`/api/…`, `/health/…`) answer errors as
-`{"error": {"code", "message", "details", "request_id"}}`; pages answer with the styled error page.
+`{"error": {"code", "message", "details", "request_id"}}`; pages answer with the error page in the
+site's layout (the menu for a signed-in person), in plain words and with a way back.
+`/favicon.ico`, which browsers ask for by themselves, answers with the SVG icon.
 """
 
 from __future__ import annotations
@@ -9,14 +11,17 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from http import HTTPStatus
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from yarl import URL
 
 from ..errors import MediaNestError
 from ..logs import REQUEST_ID, request_id_var
+from .templating import STATIC_DIR, error_page_context
 
 log = logging.getLogger("medianest.web")
 
@@ -38,6 +43,24 @@ _HTTP_CODES = {
 
 
 _PAGES_UNDER_API = frozenset({"/api/docs"})
+
+# what a person reads on an error page: a heading, and a sentence when the error's own
+# message is aiohttp's reason phrase ("Not Found") rather than something written for people
+_PAGE_WORDS = {
+    400: ("That did not work", "The request was not understood."),
+    401: ("Please sign in", "Sign in to see this page."),
+    403: ("You cannot open this page", "Your account is not allowed to see this page."),
+    404: (
+        "Page not found",
+        "There is nothing at this address. The link may be old or mistyped.",
+    ),
+    405: ("That did not work", "This address does not take that kind of request."),
+    413: ("That was too big", "What you sent is larger than this server accepts."),
+    429: ("Slow down a little", "Too many attempts in a short time. Wait a minute and try again."),
+    500: ("Something went wrong", "Something went wrong on the server."),
+    503: ("Not available right now", "This part of MediaNest is not available right now."),
+}
+FAVICON = STATIC_DIR / "favicon.svg"
 
 
 def wants_json(request: web.Request) -> bool:
@@ -72,13 +95,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        if exc.status == 404 and request.path == "/favicon.ico":
+            return favicon()
         code = _HTTP_CODES.get(exc.status, "http_error")
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        return error_response(request, exc.status, code, message, headers=exc.headers)
+        return await error_response(request, exc.status, code, message, headers=exc.headers)
     except MediaNestError as exc:
         if exc.status >= 500:
             log.warning("request failed: %s", exc.message, extra={"code": exc.code})
-        return error_response(
+        return await error_response(
             request,
             exc.status,
             exc.code,
@@ -88,10 +113,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
-        return error_response(request, 500, "internal_error", "Something went wrong on the server.")
+        return await error_response(
+            request, 500, "internal_error", "Something went wrong on the server."
+        )
 
 
-def error_response(
+def favicon() -> web.StreamResponse:
+    """What browsers ask `/favicon.ico` for by themselves: the SVG icon (pages link it too)."""
+    return web.FileResponse(
+        FAVICON,
+        headers={"Content-Type": "image/svg+xml", "Cache-Control": "public, max-age=86400"},
+    )
+
+
+async def error_response(
     request: web.Request,
     status: int,
     code: str,
@@ -124,15 +159,42 @@ def error_response(
             }
         }
         return web.json_response(body, status=status, headers=kept_headers)
-    from .templating import signed_in_context
-
+    heading, plain = _PAGE_WORDS.get(status, ("Something went wrong", message))
+    if not message or _is_reason_phrase(status, message):
+        message = plain
     context = {
-        **signed_in_context(request),
+        **await error_page_context(request),
         "status": status,
         "code": code,
+        "heading": heading,
         "message": message,
         "request_id": request_id,
+        "back_url": _same_site_referer(request),
     }
     response = aiohttp_jinja2.render_template("error.html", request, context, status=status)
     response.headers.update(kept_headers)
     return response
+
+
+def _is_reason_phrase(status: int, message: str) -> bool:
+    try:
+        return message == HTTPStatus(status).phrase
+    except ValueError:
+        return False
+
+
+def _same_site_referer(request: web.Request) -> str | None:
+    """The page the person came from, when it is a page of this site (for "Go back")."""
+    referer = request.headers.get("Referer", "")
+    if not referer:
+        return None
+    try:
+        url = URL(referer)
+    except ValueError:
+        return None
+    if url.host != request.url.host or url.port != request.url.port:
+        return None
+    back = url.path_qs
+    if back == request.path_qs or not back.startswith("/") or back.startswith("//"):
+        return None
+    return back

@@ -14,6 +14,7 @@ from ..errors import MediaNestError
 from ..hookspecs import hookimpl
 from ..routing import Routes
 from .access import USER
+from .devices import describe_device
 from .layout import THEMES
 from .templating import render_page
 from .validation import load_form
@@ -24,6 +25,10 @@ CSRF = ("csrf_token",)
 
 class ThemeForm(Schema):
     theme = fields.String(required=True, validate=validate.OneOf(THEMES))
+    # the page to go back to (the theme button in the top bar); only a path on this site
+    next = fields.String(
+        load_default="/profile", validate=validate.Regexp(r"^/(?![/\\])[^\s]{0,500}$")
+    )
 
 
 class PasswordForm(Schema):
@@ -44,7 +49,8 @@ async def _render(request: web.Request, status: int = 200, **extra: Any) -> web.
     current = request[AUTH].session_id
     context = {
         "sessions": [
-            s.as_dict(current_id=current) for s in await auth.sessions.list_for_user(user.id)
+            {**s.as_dict(current_id=current), "device": describe_device(s.user_agent)}
+            for s in await auth.sessions.list_for_user(user.id)
         ],
         "tokens": [t.as_dict() for t in await auth.api_tokens.list_for_user(user.id)],
         "themes": THEMES,
@@ -65,7 +71,7 @@ async def profile(request: web.Request) -> web.Response:
 async def set_theme(request: web.Request) -> web.Response:
     form = await load_form(request, ThemeForm(), ignore=CSRF)
     await _auth(request).preferences.update(request[USER].id, theme=form["theme"])
-    raise web.HTTPSeeOther("/profile")
+    raise web.HTTPSeeOther(form["next"])
 
 
 @routes.page("/profile/password", access="user", method="POST")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,12 @@ from aiohttp import web
 
 from .. import __version__
 from ..routing import Handler
+from .access import USER
 
 PageHandler = Callable[[web.Request], Awaitable[Mapping[str, Any]]]
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 STATIC_DIR = PACKAGE_DIR / "static"
+log = logging.getLogger("medianest.web")
 
 
 def templates_dir() -> Path:
@@ -39,6 +43,10 @@ def setup_templates(app: web.Application, plugin_dirs: Sequence[Path] = ()) -> N
         undefined=jinja2.StrictUndefined,
     )
     env.globals["medianest_version"] = __version__
+    # the icon set and the empty state, usable in every template (a plugin's too) unimported
+    icons = env.get_template("_icons.html").make_module()
+    env.globals["icon"] = getattr(icons, "icon")  # noqa: B009 (a template's export: untyped)
+    env.globals["empty_state"] = getattr(icons, "empty_state")  # noqa: B009
     static = app.router.add_static("/static/", STATIC_DIR, name="static")
     env.globals["static_url"] = _versioned_urls(static)
 
@@ -87,3 +95,22 @@ def signed_in_context(request: web.Request) -> dict[str, Any]:
     from .layout import signed_in_context as minimal
 
     return minimal(request)
+
+
+ERROR_PAGE_LAYOUT_SECONDS = 1.0
+
+
+async def error_page_context(request: web.Request) -> dict[str, Any]:
+    """The layout of an error page: the full one (menu, bell, theme) for a signed-in person, the
+    bare one when nobody is signed in, and the bare one too when the full one cannot be had
+    quickly (the error may be the database's): an error page must not fail itself."""
+    from .layout import page_context
+
+    if request.get(USER) is None:
+        return signed_in_context(request)
+    try:
+        async with asyncio.timeout(ERROR_PAGE_LAYOUT_SECONDS):
+            return await page_context(request)
+    except Exception:
+        log.warning("error page shown without its menu", exc_info=True)
+        return signed_in_context(request)

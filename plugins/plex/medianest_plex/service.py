@@ -623,6 +623,7 @@ class PlexService:
             "parent_title": item.parent_title,
             "grandparent_title": item.grandparent_title,
             "index": item.index,
+            **display_names(item),
             "guids": list(item.guids),
         }
         if detail:
@@ -641,3 +642,17 @@ class PlexService:
                 }
             )
         return body
+
+
+def display_names(item: PlexItem) -> dict[str, str | None]:
+    """What a poster says: `display_title` is the show for a season or an episode (Plex puts it
+    in parentTitle / grandparentTitle), `subtitle` the season, the episode, or the year."""
+    if item.type == "season" and item.parent_title:
+        return {"display_title": item.parent_title, "subtitle": item.title}
+    if item.type == "episode" and item.grandparent_title:
+        number = ""
+        if item.parent_index is not None and item.index is not None:
+            number = f"S{item.parent_index} · E{item.index}"
+        subtitle = f"{number} · {item.title}" if number else item.title
+        return {"display_title": item.grandparent_title, "subtitle": subtitle}
+    return {"display_title": item.title, "subtitle": str(item.year) if item.year else None}
