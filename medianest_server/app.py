@@ -27,6 +27,7 @@ from .plugins.context import PluginContext
 from .plugins.dispatch import EventDispatcher
 from .plugins.loader import Candidate, PluginManager, PluginRecord
 from .plugins.runtime import AppSettingsWriter, collect_contributions
+from .plugins.status_record import record_statuses
 from .routing import Routes
 from .services import Services, build_services
 from .web import (
@@ -227,6 +228,7 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
     app[DISPATCHER] = dispatcher
     for record in manager.active():
         await collect_contributions(app, record)
+    await record_statuses(services.db, manager, services.clock)  # for `medianest plugins`
     await services.start_background()
     forgetting = usercache.start_listener(services.users, services.events)
     code = await app[AUTH_SERVICES].setup.code()

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import __version__
 from .config import (
@@ -23,10 +26,12 @@ from .config import (
     default_document,
     load_config,
     resolve_config_path,
+    with_listen_address,
     write_config_file,
 )
 from .db import (
     CORE_MIGRATIONS,
+    Database,
     DatabaseError,
     MigrationError,
     UnknownDatabaseURL,
@@ -38,6 +43,7 @@ from .db import (
 )
 from .logs import configure_logging, redactor
 from .plugins.loader import PluginManager
+from .plugins.status_record import RecordedStatus, recorded_statuses
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -140,17 +146,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .app import create_app
     from .server import run
 
+    host, port = args.host or config.server.host, args.port or config.server.port
+    config = with_listen_address(config, host, port)
+    _note_base_url(config, host, port)
+    busy = _port_problem(host, port, from_flag=args.port is not None)
+    if busy:
+        log.error("start-up stopped: %s", busy)
+        return EXIT_FAILED
     try:
         app = create_app(config)
     except UnknownDatabaseURL as exc:
         return _fail(f"database.url: {exc}", EXIT_CONFIG)
     try:
-        run(
-            app,
-            args.host or config.server.host,
-            args.port or config.server.port,
-            shutdown_timeout=config.server.shutdown_timeout_seconds,
-        )
+        run(app, host, port, shutdown_timeout=config.server.shutdown_timeout_seconds)
     except MigrationError as exc:
         log.error("start-up stopped: %s", exc)
         return EXIT_FAILED
@@ -158,6 +166,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.error("start-up failed: %s", exc)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _note_base_url(config: Config, host: str, port: int) -> None:
+    """Say once when an explicit base_url points at this machine on another port: links and
+    webhook addresses would lead nowhere (behind a proxy another port is normal)."""
+    url = urlsplit(config.server.base_url)
+    local = url.hostname in ("127.0.0.1", "localhost", "::1", host)
+    if config.server.base_url_explicit and local and (url.port or 80) != port:
+        log.warning(
+            "[server] base_url is %s but MediaNest listens on port %d: links and webhook "
+            "addresses use base_url; change it, or leave it empty to follow --port",
+            config.server.base_url,
+            port,
+        )
+
+
+def _port_problem(host: str, port: int, *, from_flag: bool) -> str | None:
+    """Why MediaNest cannot listen on host:port, in words that say what to change."""
+    where = "--port" if from_flag else "[server] port (or MEDIANEST_SERVER__PORT, or --port)"
+    try:
+        with socket.create_server((host, port)):
+            return None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (
+                f"port {port} on {host} is already in use by another program; stop it, or "
+                f"choose another port with {where}"
+            )
+        if exc.errno == errno.EACCES:
+            return f"port {port} needs special privileges; choose one above 1023 with {where}"
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return f"{host} is not an address of this machine; change [server] host or --host"
+        return f"cannot listen on {host}:{port}: {exc.strerror}"
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -212,29 +253,64 @@ def _plugin_manager(config: Config) -> PluginManager:
     return manager
 
 
+STATUS_WORDS = {"not_configured": "not configured"}
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
-    """One line per plugin: name, distribution, version, status, hooks, error."""
+    """One line per plugin: name, distribution, version, status, hooks, error (or -).
+
+    The status is what the server would make of this configuration and environment; where the
+    running server recorded a failure that only start-up revealed, that failure is shown."""
     config = _load(args)
     try:
-        dialect = open_database(config.database.url, base_dir=config.base_dir).dialect
+        db = open_database(config.database.url, base_dir=config.base_dir)
     except UnknownDatabaseURL as exc:
         return _fail(f"database.url: {exc}", EXIT_CONFIG)
     logging.disable(logging.ERROR)  # failures are in the table; don't print them twice
     manager = _plugin_manager(config)
-    manager.collect_migrations(dialect)
+    manager.collect_migrations(db.dialect)
     logging.disable(logging.NOTSET)
+    recorded = asyncio.run(_recorded_statuses(db))
+    failed = False
     for record in manager.records.values():
         if record.builtin:
             continue
+        status, error = record.status, record.error
+        stage = record.stage or record.status
+        seen = recorded.get(record.name)
+        if record.usable and seen is not None and seen.status == "failed":
+            status, stage = "failed", seen.stage or "startup"
+            error = f"{seen.error} (the server, {seen.at:%Y-%m-%d %H:%M} UTC)"
+        failed = failed or status == "failed"
+        if status == "not_configured":
+            detail = f"needs {', '.join(record.missing)}"
+        elif error:
+            detail = f"{stage}: {error}"
+        else:
+            detail = "-"
         hooks = ",".join(h.removeprefix("medianest_") for h in record.hooks) or "-"
-        line = (
-            f"{record.name}\t{record.distribution or '-'}\t{record.version or '-'}\t"
-            f"{record.status}\t{hooks}"
+        print(
+            redactor(
+                f"{record.name}\t{record.distribution or '-'}\t{record.version or '-'}\t"
+                f"{STATUS_WORDS.get(status, status)}\t{hooks}\t{detail}"
+            )
         )
-        if record.error:
-            line += f"\t{record.stage or record.status}: {record.error}"
-        print(redactor(line))
-    return EXIT_FAILED if manager.failed_names() else EXIT_OK
+    for problem in manager.unknown_sections():
+        print(redactor(problem), file=sys.stderr)
+    return EXIT_FAILED if failed or manager.unknown_sections() else EXIT_OK
+
+
+async def _recorded_statuses(db: Database) -> dict[str, RecordedStatus]:
+    """What the running server recorded, if the database answers within a few seconds."""
+    try:
+        async with asyncio.timeout(5):
+            await db.connect()
+            try:
+                return await recorded_statuses(db)
+            finally:
+                await db.close()
+    except (DatabaseError, TimeoutError, OSError):
+        return {}
 
 
 def cmd_user_setup_code(args: argparse.Namespace) -> int:
@@ -275,11 +351,40 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"config: FAILED\n{exc}")
         return EXIT_CONFIG
     redactor.add(*config.secret_values())
+    logging.disable(logging.ERROR)  # the problems are printed below, once
+    manager = _plugin_manager(config)
+    logging.disable(logging.NOTSET)
+    problems = manager.unknown_sections() + [
+        problem
+        for record in manager.records.values()
+        if record.status == "failed" and record.stage == "config" and record.error
+        for problem in record.error.split("; plugins.")
+    ]
+    if problems:
+        print("config: FAILED")
+        for problem in problems:
+            shown = problem if problem.startswith("plugins.") else f"plugins.{problem}"
+            print(redactor(f"  {shown}"))
+        return EXIT_CONFIG
     print(f"config: ok ({path})")
+    plugins_ok, plugins_line = _plugins_line(manager)
+    print(redactor(plugins_line))
     results = asyncio.run(_run_checks(config))
     for name, ok, detail in results:
         print(redactor(f"{name}: {'ok' if ok else 'FAILED'} ({detail})"))
-    return EXIT_OK if all(ok for _, ok, _ in results) else EXIT_FAILED
+    healthy = plugins_ok and all(ok for _, ok, _ in results)
+    return EXIT_OK if healthy else EXIT_FAILED
+
+
+def _plugins_line(manager: PluginManager) -> tuple[bool, str]:
+    """`plugins: ok (plex: active, youtube: not configured)`; FAILED names the plugins that
+    cannot load (`medianest plugins` says why)."""
+    records = [r for r in manager.records.values() if not r.builtin]
+    described = ", ".join(f"{r.name}: {STATUS_WORDS.get(r.status, r.status)}" for r in records)
+    failed = [r.name for r in records if r.status == "failed"]
+    if failed:
+        return False, f"plugins: FAILED ({described}; `medianest plugins` says why)"
+    return True, f"plugins: ok ({described or 'none installed'})"
 
 
 async def _run_checks(config: Config) -> list[tuple[str, bool, str]]:

@@ -15,7 +15,7 @@ import secrets
 import tempfile
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -68,9 +68,12 @@ class ServerSchema(_Section):
         load_default=8080, validate=validate.Range(1, 65535), metadata={"doc": "TCP port"}
     )
     base_url = fields.String(
-        load_default="http://127.0.0.1:8080",
+        load_default="",
         validate=_url_with_scheme("http", "https"),
-        metadata={"doc": "the address people use; https here makes cookies Secure"},
+        metadata={
+            "doc": "the address people use (links, webhook addresses); https here makes "
+            "cookies Secure; empty: http://<host>:<port>, following --host and --port"
+        },
     )
     data_dir = fields.String(
         load_default="data", metadata={"doc": "relative to the config file's folder"}
@@ -109,7 +112,29 @@ class ServerSchema(_Section):
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> ServerConfig:
         data["trusted_proxies"] = tuple(data["trusted_proxies"])
+        data["base_url_explicit"] = bool(data["base_url"])
+        if not data["base_url"]:
+            data["base_url"] = local_base_url(data["host"], data["port"])
         return ServerConfig(**data)
+
+
+def local_base_url(host: str, port: int) -> str:
+    """`http://<host>:<port>` as a browser on this machine reaches it (a wildcard address is
+    reached at 127.0.0.1)."""
+    shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104 (a comparison)
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def with_listen_address(config: Config, host: str, port: int) -> Config:
+    """The configuration as `serve --host/--port` runs it: a base_url that was not set follows
+    the address actually listened on."""
+    server = config.server
+    if server.base_url_explicit:
+        return config
+    server = replace(server, host=host, port=port, base_url=local_base_url(host, port))
+    return replace(config, server=server)
 
 
 class DatabaseSchema(_Section):
@@ -193,6 +218,7 @@ class ServerConfig:
     max_request_body_mb: float = 10.0
     log_level: str = "info"
     log_format: str = "text"
+    base_url_explicit: bool = False  # set in the file or environment, not derived
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -40,9 +41,17 @@ def test_check_reports_one_line_per_part_and_fails_until_migrated(write_config) 
     before = run("check", "--config", str(path))
     assert before.returncode == 1
     lines = before.stdout.splitlines()
-    assert [line.split(":", 1)[0] for line in lines] == ["config", "database", "redis", "data_dir"]
-    assert lines[1].startswith("database: FAILED") and "medianest migrate" in lines[1]
-    assert lines[2].startswith("redis: ok (not configured")
+    assert [line.split(":", 1)[0] for line in lines] == [
+        "config",
+        "plugins",
+        "database",
+        "redis",
+        "data_dir",
+    ]
+    # the bundled Plex plugin waits for its url and token; the example plugin runs
+    assert lines[1] == "plugins: ok (hello: active, plex: not configured)"
+    assert lines[2].startswith("database: FAILED") and "medianest migrate" in lines[2]
+    assert lines[3].startswith("redis: ok (not configured")
 
     migrate = run("migrate", "--config", str(path))
     assert migrate.returncode == 0, migrate.stderr
@@ -258,9 +267,17 @@ def test_plugins_lists_one_line_per_plugin_with_its_status(write_config, tmp_pat
     result = run("plugins", "--config", str(path))
     assert result.returncode == 0, result.stderr
     line = next(li for li in result.stdout.splitlines() if li.startswith("hello\t"))
-    name, dist, version, status, hooks = line.split("\t")
-    assert (name, dist, version, status) == ("hello", "medianest-hello", "1.0.0", "active")
+    name, dist, version, status, hooks, error = line.split("\t")
+    assert (name, dist, version, status, error) == (
+        "hello",
+        "medianest-hello",
+        "1.0.0",
+        "active",
+        "-",
+    )
     assert "dashboard_widgets" in hooks.split(",")
+    plex = next(li for li in result.stdout.splitlines() if li.startswith("plex\t")).split("\t")
+    assert (plex[3], plex[5]) == ("not configured", "needs url, token")
 
     path.write_text(path.read_text() + '\n[plugins.hello]\ngreeting = ""\n')
     broken = run("plugins", "--config", str(path))
@@ -279,3 +296,90 @@ def test_plugins_lists_one_line_per_plugin_with_its_status(write_config, tmp_pat
     )
     line = next(li for li in env_off.stdout.splitlines() if li.startswith("hello\t"))
     assert "\tdisabled\t" in line and line.endswith("not in MEDIANEST_PLUGINS")
+
+
+@pytest.mark.parametrize(
+    ("added", "expected"),
+    [
+        (
+            '[plugins.plex]\nurll = "http://127.0.0.1:32400"\n',
+            "  plugins.plex.urll: unknown key; did you mean 'url'?",
+        ),
+        (
+            '[plugins.plexx]\nurl = "http://127.0.0.1:32400"\n',
+            "  plugins.plexx: no plugin of that name is installed; did you mean [plugins.plex]?",
+        ),
+    ],
+)
+def test_check_validates_every_plugin_section_with_its_schema(
+    write_config, added: str, expected: str
+) -> None:
+    path = write_config()
+    path.write_text(path.read_text() + "\n" + added)
+    result = run("check", "--config", str(path))
+    assert result.returncode == 2, result.stdout
+    assert result.stdout.splitlines() == ["config: FAILED", expected]
+    listed = run("plugins", "--config", str(path))
+    assert listed.returncode == 1
+    assert expected.strip() in listed.stdout + listed.stderr
+
+
+def test_plugins_shows_a_failure_that_only_the_running_server_saw(
+    write_config, start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    path = write_config(plugins={"plex": {"url": "http://127.0.0.1:1", "token": "t0ken-abc"}})
+    # a broken data folder: where Plex keeps its client identifier there is a directory
+    (tmp_path / "data" / "plugins" / "plex" / "client_identifier").mkdir(parents=True)
+    assert run("plugins", "--config", str(path)).returncode == 0  # nothing wrong in the config
+    server = start_server(path)
+    server.wait_ready()
+    result = run("plugins", "--config", str(path))
+    assert result.returncode == 1
+    line = next(li for li in result.stdout.splitlines() if li.startswith("plex\t"))
+    _, _, _, status, _, error = line.split("\t")
+    assert status == "failed"
+    assert error.startswith("startup: IsADirectoryError") and "(the server, " in error
+    assert "t0ken-abc" not in result.stdout
+    assert server.stop() == 0
+
+
+def test_serve_on_another_port_links_to_that_port(
+    write_config, start_server: Callable[..., ServerProcess]
+) -> None:
+    """A fresh config leaves base_url empty: it follows --port (the setup link, webhooks)."""
+    path = write_config()
+    server = start_server(path)
+    server.wait_ready()
+    assert f"open http://127.0.0.1:{server.port}/setup" in server.log
+    assert "base_url is" not in server.log
+    assert server.stop() == 0
+
+
+def test_an_explicit_base_url_on_another_local_port_is_pointed_out_once(
+    write_config, start_server: Callable[..., ServerProcess]
+) -> None:
+    path = write_config(server={"base_url": "http://127.0.0.1:8080"})
+    server = start_server(path)
+    server.wait_ready()
+    assert server.log.count("[server] base_url is http://127.0.0.1:8080 but MediaNest") == 1
+    assert "open http://127.0.0.1:8080/setup" in server.log  # what the admin asked for
+    assert server.stop() == 0
+
+
+def test_a_busy_port_says_which_setting_to_change(write_config) -> None:
+    path = write_config()
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*MEDIANEST, "serve", "--config", str(path), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert (
+        f"port {port} on 127.0.0.1 is already in use by another program; stop it, or "
+        "choose another port with --port"
+    ) in result.stderr
+    assert "Errno" not in result.stderr

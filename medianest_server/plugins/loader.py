@@ -191,12 +191,20 @@ class PluginManager:
         candidates = self._candidates if self._candidates is not None else discover_entry_points()
         for candidate in [*self._builtins, *candidates]:
             self._load_one(candidate)
+        for problem in self.unknown_sections():
+            log.error("%s", problem, extra={"plugin": problem.split(":")[0]})
+
+    def unknown_sections(self) -> list[str]:
+        """`[plugins.<name>]` sections no installed plugin answers to, each with a "did you
+        mean" (a misspelt section would otherwise leave its plugin silently unconfigured)."""
+        installed = sorted(r.name for r in self.records.values() if not r.builtin)
+        problems = []
         for name in sorted(set(self.config.plugins.settings) - set(self.records)):
-            log.warning(
-                "[plugins.%s] is configured but no plugin of that name is installed",
-                name,
-                extra={"plugin": name},
-            )
+            close = difflib.get_close_matches(name, installed, n=1, cutoff=0.6)
+            hint = f"; did you mean [plugins.{close[0]}]?" if close else ""
+            known = f" (installed: {', '.join(installed)})" if installed and not close else ""
+            problems.append(f"plugins.{name}: no plugin of that name is installed{hint}{known}")
+        return problems
 
     def _load_one(self, candidate: Candidate) -> None:
         record = PluginRecord(

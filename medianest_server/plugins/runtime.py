@@ -22,6 +22,7 @@ from ..errors import Conflict
 from ..healthchecks import CheckOutcome
 from ..settings import PluginSettings
 from .loader import PluginRecord
+from .status_record import record_statuses
 from .types import HealthResult, SetupAction
 
 log = logging.getLogger("medianest.plugins")
@@ -89,6 +90,8 @@ async def apply_settings(app: web.Application, name: str) -> PluginRecord:
         manager.reconfigure(record, fresh.plugins.settings.get(name, {}))
         if record.active:
             await start_plugin(app, record)
+        services = app[SERVICES]
+        await record_statuses(services.db, manager, services.clock)
     log.info(
         "plugin settings applied",
         extra={"plugin": name, "status": record.status, "error": record.error},

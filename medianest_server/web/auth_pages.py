@@ -145,6 +145,7 @@ async def setup_submit(request: web.Request) -> web.StreamResponse:
         return await _with_providers(request, "setup.html", context, status=exc.status)
     await auth.audit.record("auth.setup.completed", actor=user, ip=request.remote)
     log.info("setup complete: first admin created", extra={"username": user.username})
+    await auth.users.record_login(user.id)  # set-up signs the new admin in
     await start_browser_session(request, user)
     raise web.HTTPSeeOther("/")
 

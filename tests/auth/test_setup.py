@@ -94,6 +94,9 @@ async def test_setup_with_the_code_creates_a_signed_in_admin_then_setup_is_gone(
     assert me.status == 200
     body = await me.json()
     assert (body["username"], body["role"]) == ("owner", "admin")
+    # set-up signed the admin in: the users list does not say "never"
+    (owner,) = (await (await client.get("/api/v1/admin/users")).json())["users"]
+    assert owner["last_login_at"] is not None
 
     stranger = await site.browser()
     assert (await stranger.get("/setup")).status == 404

@@ -243,3 +243,15 @@ async def test_admins_see_each_plugins_webhook_address_with_its_secret(
     assert f"/api/v1/webhooks/hooks_demo/ping/{secret}" in page
     _, user = await site.user("alice")
     assert secret not in await (await user.get("/admin/plugins")).text()
+
+
+async def test_a_new_local_account_is_a_user_unless_the_admin_says_otherwise(
+    make_site: MakeSite,
+) -> None:
+    site = await make_site()
+    _, admin = await site.admin()
+    page = await (await admin.get("/admin/users")).text()
+    new_role = page[page.index('id="new-role"') :]
+    new_role = new_role[: new_role.index("</select>")]
+    assert '<option value="user" selected>' in new_role
+    assert '<option value="admin">' in new_role
