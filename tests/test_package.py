@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import urllib.request
 import venv
 from collections.abc import Callable
@@ -85,3 +86,19 @@ def test_wheel_installs_into_a_fresh_venv_and_serves_pages(
         assert response.headers["Content-Type"].startswith("text/css")
     assert (config.parent / "data" / "medianest.db").is_file()
     assert server.stop() == 0
+
+
+def test_the_test_environment_is_exactly_the_lock() -> None:
+    """What runs these tests was installed from uv.lock, and uv.lock matches pyproject.toml:
+    a fresh clone next year installs these very versions (`uv sync --locked --check`)."""
+    uv = _uv()
+    result = subprocess.run(
+        [uv, "sync", "--locked", "--check", "--all-packages", "--offline", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "UV_PROJECT_ENVIRONMENT": sys.prefix},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

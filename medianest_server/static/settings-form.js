@@ -10,7 +10,7 @@ function resultList(results) {
     const item = document.createElement("li");
     const tag = document.createElement("span");
     tag.className = `tag ${result.status === "up" ? "ok" : "danger"}`;
-    tag.textContent = result.status === "up" ? "works" : result.status;
+    tag.textContent = { up: "works", down: "failed" }[result.status] ?? result.status;
     item.append(tag);
     if (result.name !== "connection") {
       const name = document.createElement("strong");

@@ -108,7 +108,7 @@ async def test_first_day_from_setup_to_sign_out(
         await page.goto(base + "/admin/plugins")
         await page.locator("#good-greeting").fill("welcome")
         await page.get_by_role("button", name="Save good settings").click()
-        await page.get_by_text("Saved good settings").wait_for()
+        await page.get_by_text("Saved. Good is connected and running").wait_for()
         await shot("4-settings-saved")
         await page.goto(base + "/")
         await widget.get_by_text("Welcome owner").wait_for()

@@ -93,7 +93,7 @@ async def probe(
         return ConnectionChoice(uri, False, False, False, "does not answer from here")
     if identity.machine_identifier != machine_identifier:
         return ConnectionChoice(uri, False, False, False, "another server answers there")
-    return ConnectionChoice(uri, False, False, True, f"answers (Plex {identity.version})")
+    return ConnectionChoice(uri, False, False, True, "answers")
 
 
 async def list_servers(ctx: PluginContext, plex_tv_token: str) -> list[ServerChoice]:
