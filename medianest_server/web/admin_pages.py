@@ -78,6 +78,27 @@ async def _form(request: web.Request) -> dict[str, str]:
     return form
 
 
+async def save_and_apply(
+    request: web.Request,
+    name: str,
+    form: dict[str, str],
+    *,
+    only: Sequence[str] | None = None,
+) -> tuple[list[str], PluginRecord]:
+    """Save a plugin's settings from a form, apply them now, and audit who changed what.
+    Returns the changed keys and the plugin's record (its new status)."""
+    changed = _settings(request).save(name, form, only=only)
+    await _auth(request).audit.record(
+        "settings.changed",
+        actor=request[USER],
+        ip=request.remote,
+        target_type="plugin",
+        target_id=name,
+        details={"keys": changed},
+    )
+    return changed, await apply_settings(request.app, name)
+
+
 def applied_message(record: PluginRecord) -> str:
     """What an admin reads after saving a plugin's settings, by the plugin's new status."""
     if record.status == "active":
@@ -265,21 +286,12 @@ async def save_settings(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     form = await _form(request)
     try:
-        changed = _settings(request).save(name, form)
-        record = await apply_settings(request.app, name)
+        changed, record = await save_and_apply(request, name, form)
     except MediaNestError as exc:
         details = exc.details if isinstance(exc.details, dict) else {}
         return await _plugins_page(
             request, status=exc.status, error=exc.message, errors={name: details}
         )
-    await _auth(request).audit.record(
-        "settings.changed",
-        actor=request[USER],
-        ip=request.remote,
-        target_type="plugin",
-        target_id=name,
-        details={"keys": changed},
-    )
     note = ", ".join(changed) if changed else "nothing"
     return await _plugins_page(
         request,

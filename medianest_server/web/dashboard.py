@@ -23,12 +23,12 @@ from ..auth.services import AUTH_SERVICES
 from ..errors import MediaNestError
 from ..healthchecks import CheckOutcome
 from ..hookspecs import hookimpl
-from ..plugins.runtime import apply_settings, plugin_settings, setup_actions, test_connection
+from ..plugins.runtime import plugin_settings, setup_actions, test_connection
 from ..plugins.types import SetupAction, Widget
 from ..routing import Routes
 from ..settings import SettingField
 from .access import USER
-from .admin_pages import applied_message, outcomes_json
+from .admin_pages import applied_message, outcomes_json, save_and_apply
 from .layout import user_preferences
 from .templating import render_page
 from .validation import load_form, load_json, load_query
@@ -198,8 +198,7 @@ async def connect(request: web.Request) -> web.Response:
     """Save a plugin's setup settings from its "Connect" card and start it now."""
     name, form, keys = await _connect_form(request)
     try:
-        changed = plugin_settings(request.app).save(name, form, only=keys)
-        record = await apply_settings(request.app, name)
+        _, record = await save_and_apply(request, name, form, only=keys)
     except MediaNestError as exc:
         card = _card_again(request, name, form)
         if card is None:
@@ -208,14 +207,6 @@ async def connect(request: web.Request) -> web.Response:
         card.errors = exc.details if isinstance(exc.details, dict) else {}
         card.actions = await setup_actions(request.app, request.app[PLUGINS].records[name])
         return await _render_dashboard(request, card=card, status=exc.status)
-    await request.app[AUTH_SERVICES].audit.record(
-        "settings.changed",
-        actor=request[USER],
-        ip=request.remote,
-        target_type="plugin",
-        target_id=name,
-        details={"keys": changed},
-    )
     if record.active:
         raise web.HTTPSeeOther(f"/?connected={name}")
     card = _card_again(request, name, form)
