@@ -261,5 +261,10 @@ async def test_the_poster_grid_lays_out_in_columns(
             assert grid["firstRow"] >= at_least, (width, grid)
             assert grid["height"] < tallest, (width, grid)  # it was 12,000 px in one column
             assert abs(grid["ratio"] - 1.5) < 0.02, grid  # 2:3 posters, whatever the image
+        # a season in Recently added says which show it belongs to
+        await page.goto(site.base + "/plex/")
+        newest = page.locator(".poster").first
+        assert await newest.locator(".poster-title").inner_text() == "Example Show"
+        assert await newest.locator(".poster-subtitle").inner_text() == "Season 2"
     finally:
         await context.close()
