@@ -222,12 +222,38 @@ async def visit_everything(browser: Any, site: Site, role: str) -> list[str]:
     return problems
 
 
+async def visit_as_anonymous(browser: Any, site: Site) -> list[str]:
+    """Someone not signed in meets the sign-in page and, following an old link, the 404."""
+    problems: list[str] = []
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        for width, height in WIDTHS.items():
+            await page.set_viewport_size({"width": width, "height": height})
+            shots = ARTIFACTS / f"anonymous-{width}"
+            shutil.rmtree(shots, ignore_errors=True)
+            shots.mkdir(parents=True)
+            for path, status in (("/login", 200), ("/no/such/page", 404)):
+                response = await page.goto(site.base + path)
+                assert response is not None and response.status == status, path
+                assert await page.locator("nav.sidebar").count() == 0
+                result = await page.evaluate(CHECK_PAGE)
+                name = path.strip("/").replace("/", "-")
+                await page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+                if result["overflow"] > 0 or result["broken"]:
+                    problems.append(f"anonymous, {width}px, {path}: {result}")
+    finally:
+        await context.close()
+    return problems
+
+
 async def test_every_page_fits_phones_and_desktops_in_both_themes(
     chromium: Any, aiohttp_server: Any, write_config: Any
 ) -> None:
     site = await start_site(aiohttp_server, write_config)
     problems = await visit_everything(chromium, site, "admin")
     problems += await visit_everything(chromium, site, "user")
+    problems += await visit_as_anonymous(chromium, site)
     assert not problems, "\n".join(problems)
 
 
