@@ -111,3 +111,15 @@ async def test_the_theme_button_switches_and_comes_back_to_the_same_page(
         allow_redirects=False,
     )
     assert elsewhere.status == 400
+
+
+async def test_an_icon_name_nobody_drew_falls_back_to_a_dot(make_site: MakeSite) -> None:
+    import aiohttp_jinja2
+
+    site = await make_site()
+    env = aiohttp_jinja2.get_env(site.app)
+    dot = str(env.globals["icon"]("dot"))
+    assert str(env.globals["icon"]("a-plugins-own-icon")) == dot
+    for name in ("home", "film", "library", "download", "status", "request", "bell", "user"):
+        drawn = str(env.globals["icon"](name))
+        assert drawn != dot and drawn.startswith("<svg") and 'aria-hidden="true"' in drawn
