@@ -120,9 +120,9 @@ async def medianest_search(ctx: PluginContext, user: User, query: str) -> Search
         return None
     results = [
         SearchResult(
-            item["title"],
+            item["display_title"],
             item["url"],
-            subtitle=str(item["year"] or item["grandparent_title"] or ""),
+            subtitle=str(item["subtitle"] or item["year"] or ""),
             image_url=item["thumb_url"],
             kind=item["type"],
         )

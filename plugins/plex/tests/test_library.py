@@ -180,3 +180,11 @@ async def test_the_header_search_lists_library_matches(
     word = movie.title.split()[0]
     text = html.unescape(await (await admin_client.get(f"/search?q={word}")).text())
     assert movie.title in text and f"/plex/item/{movie.rating_key}" in text
+
+
+async def test_the_header_search_names_the_show_of_an_episode(
+    admin_client: MediaNestClient,
+) -> None:
+    text = html.unescape(await (await admin_client.get("/search?q=Episode 2")).text())
+    # the show is the title, the episode the line under it (not "Episode 2" and a year)
+    assert "Example Show" in text and "S1 · E2 · Episode 2" in text
