@@ -70,7 +70,7 @@ def medianest_health_checks(ctx: PluginContext) -> list[HealthCheck]:
             latency_ms = round((ctx.clock.monotonic() - started) * 1000, 1)
             info = await service.server.server_info()  # the owner token works too
         except PlexError as exc:
-            return HealthResult("down", exc.message)
+            return HealthResult("down", exc.detail)  # admins: the path, status or cause
         return HealthResult(
             "up",
             f"Plex {identity.version} ({identity.machine_identifier})",

@@ -32,6 +32,7 @@ from .errors import (
     PlexNotFound,
     PlexUnauthorized,
     PlexUnavailable,
+    not_answering,
 )
 from .models import (
     TYPE_NUMBERS,
@@ -116,9 +117,7 @@ class _PlexHttp:
         except UpstreamUnavailable as exc:
             raise _unavailable(exc, self._upstream) from exc
         except UpstreamError as exc:
-            raise PlexUnavailable(
-                exc.message, upstream=self._upstream, http_status=exc.http_status
-            ) from exc
+            raise not_answering(self._upstream, exc.message, http_status=exc.http_status) from exc
         _raise_for_status(response, self._upstream, path)
         return response
 
@@ -154,9 +153,10 @@ def _unavailable(exc: UpstreamUnavailable, upstream: str) -> PlexUnavailable:
     details = exc.details if isinstance(exc.details, Mapping) else {}
     retry = details.get("retry_after_seconds")
     return PlexUnavailable(
-        exc.message,
+        f"{upstream} is not answering right now.",
         upstream=upstream,
         retry_after_seconds=retry if isinstance(retry, int) else None,
+        detail=exc.message,
     )
 
 
@@ -168,17 +168,26 @@ def _raise_for_status(response: HttpResponse, upstream: str, path: str) -> None:
     where = f"({path})"
     if status == 401 or (status == 422 and "invalid token" in reason.lower()):
         raise PlexUnauthorized(
-            f"{upstream} refused the token {where}", upstream=upstream, http_status=status
+            f"{upstream} did not accept MediaNest's access.",
+            upstream=upstream,
+            http_status=status,
+            detail=f"{upstream} refused the token {where}",
         )
     if status == 404:
-        raise PlexNotFound(f"{upstream} found nothing {where}", upstream=upstream, http_status=404)
-    if status >= 500:
-        raise PlexUnavailable(
-            f"{upstream} answered {status} {where}", upstream=upstream, http_status=status
+        raise PlexNotFound(
+            f"{upstream} has no such thing for you.",
+            upstream=upstream,
+            http_status=404,
+            detail=f"{upstream} found nothing {where}",
         )
+    if status >= 500:
+        raise not_answering(upstream, f"{upstream} answered {status} {where}", http_status=status)
     detail = f": {reason}" if reason else ""
     raise PlexError(
-        f"{upstream} answered {status} {where}{detail}", upstream=upstream, http_status=status
+        f"{upstream} answered in a way MediaNest does not understand.",
+        upstream=upstream,
+        http_status=status,
+        detail=f"{upstream} answered {status} {where}{detail}",
     )
 
 
@@ -589,7 +598,7 @@ class PlexServerClient(_PlexHttp):
                         async for chunk in response.iter_chunked(size):
                             yield chunk
                     except UpstreamError as exc:
-                        raise PlexUnavailable(exc.message, http_status=exc.http_status) from exc
+                        raise not_answering(PLEX, exc.message, http_status=exc.http_status) from exc
 
                 yield PlexImage(
                     response.headers.get("Content-Type", "image/jpeg"),
@@ -599,18 +608,28 @@ class PlexServerClient(_PlexHttp):
         except UpstreamUnavailable as exc:
             raise _unavailable(exc, PLEX) from exc
         except UpstreamError as exc:
-            raise PlexUnavailable(exc.message, http_status=exc.http_status) from exc
+            raise not_answering(PLEX, exc.message, http_status=exc.http_status) from exc
 
 
 def _raise_for_stream_status(status: int) -> None:
     where = "(/photo/:/transcode)"
-    if status == 401:
-        raise PlexUnauthorized(f"Plex refused the token {where}", http_status=status)
+    if status in (401, 403):
+        raise PlexUnauthorized(
+            "Plex did not show this image to you.",
+            http_status=status,
+            detail=f"Plex refused the token {where}",
+        )
     if status == 404:
-        raise PlexNotFound(f"Plex has no such image {where}", http_status=status)
+        raise PlexNotFound(
+            "Plex has no such image.", http_status=status, detail=f"Plex found nothing {where}"
+        )
     if status >= 500:
-        raise PlexUnavailable(f"Plex answered {status} {where}", http_status=status)
-    raise PlexError(f"Plex answered {status} {where}", http_status=status)
+        raise not_answering(PLEX, f"Plex answered {status} {where}", http_status=status)
+    raise PlexError(
+        "Plex answered in a way MediaNest does not understand.",
+        http_status=status,
+        detail=f"Plex answered {status} {where}",
+    )
 
 
 __all__ = [

@@ -1,5 +1,6 @@
-"""What the Plex clients raise. Every message is safe to show and to log: it names the
-upstream and the path, never a token."""
+"""What the Plex clients raise. `message` is a plain sentence for anyone ("Plex is not
+answering right now."); `detail` is what an admin needs (the path, the status, the connection
+error), shown on the health page and logged. Neither ever holds a token."""
 
 from __future__ import annotations
 
@@ -10,17 +11,23 @@ PLEX_TV = "plex.tv"
 
 
 class PlexError(MediaNestError):
-    """Plex or plex.tv answered something MediaNest cannot use (502). Safe to show and log."""
+    """Plex or plex.tv answered something MediaNest cannot use (502)."""
 
     status = 502
     code = "plex_error"
 
     def __init__(
-        self, message: str, *, upstream: str = PLEX, http_status: int | None = None
+        self,
+        message: str,
+        *,
+        upstream: str = PLEX,
+        http_status: int | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message, details={"upstream": upstream, "http_status": http_status})
         self.upstream = upstream
         self.http_status = http_status
+        self.detail = detail or message
 
 
 class PlexUnauthorized(PlexError):
@@ -56,8 +63,19 @@ class PlexUnavailable(PlexError, UpstreamUnavailable):
         upstream: str = PLEX,
         http_status: int | None = None,
         retry_after_seconds: int | None = None,
+        detail: str | None = None,
     ) -> None:
-        super().__init__(message, upstream=upstream, http_status=http_status)
+        super().__init__(message, upstream=upstream, http_status=http_status, detail=detail)
         self.retry_after_seconds = retry_after_seconds
         if retry_after_seconds is not None:
             self.details["retry_after_seconds"] = retry_after_seconds
+
+
+def not_answering(upstream: str, detail: str, *, http_status: int | None = None) -> PlexUnavailable:
+    """Plex or plex.tv cannot be reached or failed: plain words, the cause in `detail`."""
+    return PlexUnavailable(
+        f"{upstream} is not answering right now.",
+        upstream=upstream,
+        http_status=http_status,
+        detail=detail,
+    )

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from medianest_server.plugin_api import (
     InvalidInput,
     PluginContext,
@@ -21,7 +21,7 @@ from medianest_server.plugin_api import (
 )
 from yarl import URL
 
-from .errors import PinExpired, PlexError, PlexNotFound, PlexUnavailable
+from .errors import PinExpired, PlexError, PlexNotFound, PlexUnauthorized, PlexUnavailable
 from .service import SORTS, NoServerAccess, PlexService, PlexSignInNeeded
 from .setup import add_setup_routes
 
@@ -206,6 +206,17 @@ def build_routes(ctx: PluginContext) -> Routes:
                 "it, or sign in with another Plex account.",
                 403,
             )
+        except PlexUnauthorized:
+            await ctx.cache.delete(f"pin:{nonce}")
+            ctx.log.warning("plex sign-in: plex.tv refused the token it had just given")
+            return await failed(
+                request,
+                "Plex did not accept this sign-in",
+                "plex.tv did not recognise the Plex account you just signed in with. Start "
+                "again; if it keeps happening, sign out of Plex in your browser, sign in to "
+                "plex.tv once more, and try again.",
+                401,
+            )
         except PlexUnavailable as exc:
             if wants_json(request):  # a blip: the PIN stands, the page keeps asking
                 title, message, _ = _plex_down_text(exc)
@@ -340,12 +351,14 @@ def build_routes(ctx: PluginContext) -> Routes:
         request: web.Request,
         template: str,
         load: Callable[[PlexService, User], Awaitable[dict[str, Any]]],
+        defaults: Mapping[str, Any] | None = None,
     ) -> web.Response:
+        """The page with what `load` found, or with `defaults` and the error in place."""
         plex = service()
         if plex is None:
             return await message_page(request, "Plex is not available", NOT_CONFIGURED, status=503)
         user = who(request)
-        context: dict[str, Any] = {"user": user, "error": None}
+        context: dict[str, Any] = {"user": user, "error": None, **(defaults or {})}
         try:
             context.update(await load(plex, user))
         except PlexSignInNeeded as exc:
@@ -362,7 +375,9 @@ def build_routes(ctx: PluginContext) -> Routes:
                 request, "Not found", "Plex has no such item for you.", status=404
             )
         except PlexError as exc:
-            context["error"] = f"Plex is not answering right now ({exc.message})."
+            # people read plain words; the cause goes to the log and the admin health page
+            ctx.log.warning("plex page %s failed: %s", request.path, exc.detail)
+            context["error"] = exc.message
         return await render(request, template, context)
 
     @routes.page("/", access="user")
@@ -408,24 +423,31 @@ def build_routes(ctx: PluginContext) -> Routes:
         query = request.query.get("q", "")
 
         async def load(plex: PlexService, user: User) -> dict[str, Any]:
-            return {"query": query, "items": await plex.search(user, query, limit=30)}
+            return {"items": await plex.search(user, query, limit=30)}
 
-        return await library_page(request, "plex/search.html", load)
+        return await library_page(
+            request, "plex/search.html", load, defaults={"query": query, "items": []}
+        )
 
     # -- the image proxy ----------------------------------------------------------------
 
     @routes.page("/photo", access="user")
     async def photo(request: web.Request) -> web.StreamResponse:
-        plex = ready()
+        plex, user = ready(), who(request)
         path = request.query.get("path", "")
         try:
             width, height = int(request.query.get("w", "")), int(request.query.get("h", ""))
         except ValueError:
             raise web.HTTPBadRequest(text="bad image size") from None
-        if not plex.images.verify(path, width, height, request.query.get("sig", "")):
-            raise web.HTTPForbidden(text="not an image of this Plex server")
+        if not plex.images.verify(user.id, path, width, height, request.query.get("sig", "")):
+            raise web.HTTPForbidden(text="This image was not shown to you.")
         try:
-            async with plex.server.transcode(path, width, height) as image:
+            # with the viewer's own server token: Plex decides what they may see
+            token = await plex.token_for(user)
+        except PlexSignInNeeded:
+            raise web.HTTPForbidden(text="Sign in with Plex to see images.") from None
+        try:
+            async with plex.server.for_token(token).transcode(path, width, height) as image:
                 response = web.StreamResponse(
                     headers={
                         "Content-Type": image.content_type,
@@ -439,10 +461,37 @@ def build_routes(ctx: PluginContext) -> Routes:
                     await response.write(chunk)
                 await response.write_eof()
                 return response
+        except PlexUnauthorized:
+            raise web.HTTPForbidden(text="Plex does not show you this image.") from None
         except PlexNotFound:
-            raise web.HTTPNotFound(text="no such image") from None
+            raise web.HTTPNotFound(text="Plex has no such image for you.") from None
 
     return routes
+
+
+MAX_PAYLOAD_BYTES = 1024 * 1024
+
+
+async def read_plex_payload(request: web.Request) -> Any:
+    """The `payload` part of Plex's multipart body, parsed; None if there is none.
+
+    Plex sends it with `Content-Type: application/json` (some senders without a type), and
+    beside it, for some events, a `thumb` JPEG part, which is skipped unread. Only the parts
+    are walked, so neither shape depends on how a form parser treats typed parts."""
+    if request.content_type == "application/x-www-form-urlencoded":  # a relay's plain form
+        raw = (await request.post()).get("payload")
+        return json.loads(raw) if isinstance(raw, str) else None
+    if not request.content_type.startswith("multipart/"):
+        return None
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.name != "payload":
+            continue  # the thumbnail, or anything else Plex adds one day
+        raw = await part.read(decode=True)
+        if len(raw) > MAX_PAYLOAD_BYTES:
+            return None
+        return json.loads(raw.decode(part.get_charset("utf-8")))
+    return None
 
 
 def webhook_handler(ctx: PluginContext) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -450,10 +499,8 @@ def webhook_handler(ctx: PluginContext) -> Callable[[web.Request], Awaitable[web
 
     async def handle(request: web.Request) -> web.Response:
         try:
-            form = await request.post()
-            raw = form.get("payload")
-            payload = json.loads(raw) if isinstance(raw, str) else None
-        except (ValueError, UnicodeDecodeError):
+            payload = await read_plex_payload(request)
+        except (ValueError, UnicodeDecodeError, LookupError):
             payload = None
         if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
             ctx.log.warning("plex webhook refused: malformed payload")
@@ -558,6 +605,6 @@ def _plex_down_text(exc: PlexError) -> tuple[str, str, int]:
         )
     return (
         f"{exc.upstream} answered unexpectedly",
-        f"Signing in with Plex failed: {exc.message}.",
+        f"Signing in with Plex did not work: {exc.message} Please try again in a moment.",
         502,
     )

@@ -205,7 +205,7 @@ class PlexService:
                 "total": page.total_size,
                 "sort": sort,
                 "filters": dict(filters),
-                "items": [self.item_json(i) for i in page.items],
+                "items": [self.item_json(user, i) for i in page.items],
             }
 
         result: dict[str, Any] = await self._cached(user, key, self._ttl("library"), load)
@@ -214,13 +214,13 @@ class PlexService:
     async def item(self, user: User, rating_key: str) -> dict[str, Any]:
         async def load(client: PlexServerClient) -> dict[str, Any]:
             item = await client.metadata(rating_key)
-            body = self.item_json(item, detail=True)
+            body = self.item_json(user, item, detail=True)
             if item.type in ("show", "season", "collection"):
                 if item.type == "collection":
                     children = await client.collection_items(rating_key)
                 else:
                     children = await client.children(rating_key)
-                body["children"] = [self.item_json(c) for c in children.items]
+                body["children"] = [self.item_json(user, c) for c in children.items]
             machine = await self.server.machine_identifier()
             body["plex_url"] = (
                 f"https://app.plex.tv/desktop/#!/server/{machine}/details"
@@ -241,7 +241,7 @@ class PlexService:
         async def load(client: PlexServerClient) -> list[dict[str, Any]]:
             hubs = await client.search(query, limit=limit)
             return [
-                self.item_json(item)
+                self.item_json(user, item)
                 for hub in hubs
                 if hub.type in SEARCH_TYPES
                 for item in hub.items
@@ -257,7 +257,7 @@ class PlexService:
     ) -> list[dict[str, Any]]:
         async def load(client: PlexServerClient) -> list[dict[str, Any]]:
             page = await client.recently_added(section, size=size)
-            return [self.item_json(i) for i in page.items]
+            return [self.item_json(user, i) for i in page.items]
 
         generation = await self.ctx.cache.get("library_generation") or 0
         result: list[dict[str, Any]] = await self._cached(
@@ -274,7 +274,7 @@ class PlexService:
 
         async def load(client: PlexServerClient) -> list[dict[str, Any]]:
             return [
-                {**self.item_json(c), "child_count": c.child_count}
+                {**self.item_json(user, c), "child_count": c.child_count}
                 for c in await client.collections(section)
             ]
 
@@ -292,8 +292,8 @@ class PlexService:
         async def load(client: PlexServerClient) -> dict[str, Any]:
             collection = await client.collection(collection_id)
             members = await client.collection_items(collection_id)
-            body = self.item_json(collection, detail=True)
-            body["items"] = [self.item_json(i) for i in members.items]
+            body = self.item_json(user, collection, detail=True)
+            body["items"] = [self.item_json(user, i) for i in members.items]
             return body
 
         generation = await self._collections_generation()
@@ -605,15 +605,18 @@ class PlexService:
         generation = int(await self.ctx.cache.get("collections_generation") or 0)
         await self.ctx.cache.set("collections_generation", generation + 1, 86400)
 
-    def item_json(self, item: PlexItem, *, detail: bool = False) -> dict[str, Any]:
-        """An item for pages and the JSON API: images as signed proxy URLs, never a token."""
+    def item_json(self, user: User, item: PlexItem, *, detail: bool = False) -> dict[str, Any]:
+        """An item for pages and the JSON API, as `user` sees it: images as proxy URLs signed
+        for `user` alone (the proxy fetches them with their own token), never a token."""
         body: dict[str, Any] = {
             "rating_key": item.rating_key,
             "type": item.type,
             "title": item.title,
             "year": item.year,
             "url": f"/plex/item/{item.rating_key}",
-            "thumb_url": self.images.url(item.thumb or item.parent_thumb or item.grandparent_thumb),
+            "thumb_url": self.images.url(
+                user.id, item.thumb or item.parent_thumb or item.grandparent_thumb
+            ),
             "rating": item.rating if item.rating is not None else item.audience_rating,
             "duration_ms": item.duration_ms,
             "added_at": item.added_at.isoformat() if item.added_at else None,
@@ -636,7 +639,7 @@ class PlexService:
                     "genres": list(item.genres),
                     "directors": list(item.directors),
                     "cast": [{"name": r.tag, "role": r.role} for r in item.cast],
-                    "art_url": self.images.url(item.art, 1280, 720),
+                    "art_url": self.images.url(user.id, item.art, 1280, 720),
                     "leaf_count": item.leaf_count,
                     "child_count": item.child_count,
                 }

@@ -145,7 +145,7 @@ async def test_settings(ctx: PluginContext, settings: dict[str, Any]) -> HealthR
     except PlexUnavailable:
         return HealthResult("down", "No Plex server answers at that address.")
     except PlexError as exc:
-        return HealthResult("down", f"That does not look like a Plex server: {exc.message}.")
+        return HealthResult("down", f"That does not look like a Plex server ({exc.detail}).")
     latency = round((ctx.clock.monotonic() - started) * 1000, 1)
     return HealthResult(
         "up", f"Connected to {described.friendly_name} (Plex {identity.version}).", latency
@@ -181,7 +181,7 @@ def add_setup_routes(routes: Routes, ctx: PluginContext) -> None:
         return await message_page(
             request,
             f"{exc.upstream} cannot be asked right now",
-            f"MediaNest could not list your Plex servers: {exc.message}. Try again in a moment, "
+            f"MediaNest could not list your Plex servers ({exc.detail}). Try again in a moment, "
             "or enter the address and token yourself on the dashboard.",
             status=503 if isinstance(exc, PlexUnavailable) else 502,
             retry_url="/plex/setup",

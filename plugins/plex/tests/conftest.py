@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 from medianest_server.plugin_api import HttpClient, ManualClock
+from medianest_server.testing import MediaNestClient
 
 from medianest_plex.client import PlexClientInfo, PlexServerClient, PlexTvClient
-from medianest_plex.testing import FakePlex, start_fake_plex
+from medianest_plex.testing import FakePlex, sign_in_with_plex, start_fake_plex
 
 CLIENT_ID = "5f1c2e3a-0000-4000-8000-abcdefabcdef"
 
@@ -65,3 +67,20 @@ def plex_tv(http: HttpClient, info: PlexClientInfo, plex: FakePlex) -> PlexTvCli
 def server(http: HttpClient, info: PlexClientInfo, plex: FakePlex) -> PlexServerClient:
     """The Plex server as its owner sees it."""
     return PlexServerClient(http, plex.server_url, token=plex.owner.token, info=info)
+
+
+@pytest.fixture
+def friend(
+    medianest_app: TestServer, plex: FakePlex, clock: ManualClock, aiohttp_client: Any
+) -> Callable[..., Awaitable[tuple[MediaNestClient, int]]]:
+    """`browser, user_id = await friend("bob", sections=[3])`: a Plex friend of the server
+    with those libraries shared, signed in to MediaNest with Plex."""
+
+    async def make(name: str, *, sections: list[int]) -> tuple[MediaNestClient, int]:
+        account = plex.tv.add_friend(name, sections=sections)
+        browser: MediaNestClient = await aiohttp_client(medianest_app)
+        assert (await sign_in_with_plex(browser, plex, clock, account)).status == 303
+        user_id = int((await (await browser.get("/api/v1/me")).json())["id"])
+        return browser, user_id
+
+    return make

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 from medianest_server.appkeys import SERVICES
-from medianest_server.plugin_api import ManualClock, make_event
+from medianest_server.plugin_api import make_event
 from medianest_server.testing import MediaNestClient
 
 from medianest_plex.config import PlexSettings, ValidationError, parse_mappings
 from medianest_plex.service import PlexService
-from medianest_plex.testing import FakeItem, FakePlex, sign_in_with_plex
+from medianest_plex.testing import FakeItem, FakePlex
 
 
 @pytest.fixture
@@ -170,23 +170,6 @@ async def wait_for_member(plex: FakePlex, item: FakeItem) -> str:
                 if item.rating_key in collection.members:
                     return str(collection.title)
             await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-def friend(
-    medianest_app: TestServer, plex: FakePlex, clock: ManualClock, aiohttp_client: Any
-) -> Callable[..., Awaitable[tuple[MediaNestClient, int]]]:
-    """`browser, user_id = await friend("bob", sections=[3])`: a Plex friend of the server
-    with those libraries shared, signed in to MediaNest with Plex."""
-
-    async def make(name: str, *, sections: list[int]) -> tuple[MediaNestClient, int]:
-        account = plex.tv.add_friend(name, sections=sections)
-        browser: MediaNestClient = await aiohttp_client(medianest_app)
-        assert (await sign_in_with_plex(browser, plex, clock, account)).status == 303
-        user_id = int((await (await browser.get("/api/v1/me")).json())["id"])
-        return browser, user_id
-
-    return make
 
 
 Friend = Callable[..., Awaitable[tuple[MediaNestClient, int]]]

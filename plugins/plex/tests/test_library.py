@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import html
+import json
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from aiohttp.test_utils import TestServer
+from medianest_server.appkeys import SERVICES
 from medianest_server.plugin_api import ManualClock
 from medianest_server.testing import MediaNestClient
 
 from medianest_plex.images import ImageSigner
+from medianest_plex.service import PlexService
 from medianest_plex.testing import FakePlex, PlexAccount
 
 
@@ -144,6 +149,29 @@ async def test_plex_down_the_page_says_so_and_renders(
     assert (await admin_client.get("/api/v1/plex/libraries")).status == 503
 
 
+@pytest.mark.parametrize("path", ["/plex/", "/plex/search?q=uncached words", "/plex/item/1001"])
+async def test_plex_down_every_page_renders_the_error_in_plain_words(
+    friend: Any, admin_client: MediaNestClient, plex: FakePlex, path: str
+) -> None:
+    """Down, then its circuit breaker open: the page renders, says so plainly, and names no
+    internal address; the admin's health page has the cause."""
+    user_client, _ = await friend("bob", sections=[1, 2])
+    await plex.stop_server()
+    for _ in range(6):  # past the breaker's failure threshold
+        page = await user_client.get(path)
+        text = html.unescape(await page.text())
+        assert page.status == 200, text[:500]
+        main = text[text.index("<main") : text.index("</main>")]
+        assert "Plex is not answering right now." in main
+        assert "127.0.0.1" not in main and "Connect call failed" not in main
+        assert "Nothing in the library matches" not in main
+    api = await (await user_client.get("/api/v1/plex/search?q=more words")).json()
+    assert api["error"]["message"] == "Plex is not answering right now."
+    assert "127.0.0.1" not in json.dumps(api)
+    health = html.unescape(await (await admin_client.get("/admin/health")).text())
+    assert "Plex is unavailable (circuit open after 5 failures" in health  # the cause
+
+
 async def test_the_image_proxy_fetches_only_signed_server_paths(
     admin_client: MediaNestClient, plex: FakePlex
 ) -> None:
@@ -161,10 +189,50 @@ async def test_the_image_proxy_fetches_only_signed_server_paths(
     assert (await admin_client.get(tampered)).status == 403
     other_host = "/plex/photo?path=http%3A%2F%2Fevil.example%2Fx.jpg&w=300&h=450&sig=00"
     assert (await admin_client.get(other_host)).status == 403
-    assert ImageSigner(b"k").url("http://evil.example/x.jpg") is None
-    assert ImageSigner(b"k").url("//evil.example/x.jpg") is None
+    assert ImageSigner(b"k").url(1, "http://evil.example/x.jpg") is None
+    assert ImageSigner(b"k").url(1, "//evil.example/x.jpg") is None
     calls = len(plex.server.transcode_calls)
     assert calls == 1
+
+
+async def test_images_are_signed_for_one_person_and_fetched_with_their_own_token(
+    friend: Any, admin_client: MediaNestClient, plex: FakePlex, medianest_app: TestServer
+) -> None:
+    """A friend sees posters of what is shared with them, through URLs made for them; the
+    owner's poster URLs are refused, and once Plex revokes the friend, so are their own."""
+    bob, bob_id = await friend("bob", sections=[1])
+    bob_account = next(a for a in plex.tv.accounts.values() if a.username == "bob")
+    owner_items = (await (await admin_client.get("/api/v1/plex/recent")).json())["items"]
+    owner_tv = next(i for i in owner_items if i["section_id"] == 2 and i["thumb_url"])
+    owner_movie = next(i for i in owner_items if i["section_id"] == 1 and i["thumb_url"])
+
+    # a URL taken from the owner's page: refused (signed for someone else), Plex not asked
+    calls = len(plex.server.transcode_calls)
+    assert (await bob.get(owner_tv["thumb_url"])).status == 403
+    assert (await bob.get(owner_movie["thumb_url"])).status == 403
+    assert len(plex.server.transcode_calls) == calls
+
+    # bob's own page: library 1 only, fetched with bob's server token, cached in his browser
+    mine = (await (await bob.get("/api/v1/plex/recent")).json())["items"]
+    assert {i["section_id"] for i in mine} == {1}
+    poster = next(i["thumb_url"] for i in mine if i["thumb_url"])
+    assert poster != owner_movie["thumb_url"]  # the same poster, another person's URL
+    image = await bob.get(poster)
+    assert image.status == 200
+    assert image.headers["Cache-Control"] == "private, max-age=2592000, immutable"
+    fetched = [r for r in plex.server.log if r.path == "/photo/:/transcode"][-1]
+    assert fetched.headers["X-Plex-Token"] == plex.tv.server_token(bob_account)
+
+    # a path of library 2 signed for bob (as a forged page would need) is still Plex's call
+    service = medianest_app.app[SERVICES].registry.get("plex", PlexService)
+    assert service is not None
+    tv_path = parse_qs(urlsplit(owner_tv["thumb_url"]).query)["path"][0]
+    forged = service.images.url(bob_id, tv_path)
+    assert forged is not None and (await bob.get(forged)).status == 404
+
+    # revoked at Plex: his own poster URL stops working too
+    plex.server.grants.pop(plex.tv.server_token(bob_account) or "", None)
+    assert (await bob.get(poster)).status == 403
 
 
 async def test_the_library_needs_a_signed_in_user(anonymous_client: MediaNestClient) -> None:

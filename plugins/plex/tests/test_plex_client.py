@@ -104,7 +104,9 @@ async def test_plex_tv_down_is_unavailable_not_a_crash(
     with pytest.raises(PlexUnavailable) as caught:
         await plex_tv.create_pin()
     assert caught.value.status == 503 and caught.value.upstream == "plex.tv"
-    assert "plex.tv cannot be reached" in caught.value.message
+    # plain words for people, the cause for admins and the log
+    assert caught.value.message == "plex.tv is not answering right now."
+    assert "plex.tv cannot be reached" in caught.value.detail
 
 
 async def test_failing_plex_tv_opens_its_circuit(

@@ -99,6 +99,23 @@ async def test_a_stranger_is_refused_and_nothing_is_created(
     assert await users(admin_client) == before
 
 
+async def test_an_account_plex_tv_refuses_is_told_so_in_words_a_person_understands(
+    anonymous_client: MediaNestClient, plex: FakePlex, clock: ManualClock
+) -> None:
+    friend = plex.tv.add_friend("bob")
+    pin_id = await start(anonymous_client, plex)
+    plex.tv.approve_pin(pin_id, friend)
+    plex.tv.revoke(friend)  # plex.tv answers 401 for the token it has just given
+    refused = await check(anonymous_client, pin_id, clock)
+    text = html.unescape(await refused.text())
+    main = text[text.index("<main") : text.index("</main>")]
+    assert refused.status == 401
+    assert "Plex did not accept this sign-in" in main
+    assert "plex.tv did not recognise the Plex account you just signed in with" in main
+    assert "/api/v2/user" not in main and "answered unexpectedly" not in main
+    assert (await anonymous_client.get("/api/v1/me")).status == 401
+
+
 async def expired_pin(client: MediaNestClient, plex: FakePlex) -> int:
     pin_id = await start(client, plex)
     plex.tv.expire_pin(pin_id)

@@ -7,11 +7,13 @@ import json
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 from medianest_server.testing import MediaNestClient
 from medianest_server.web.webhooks import webhook_secret  # no public way to learn it yet
 
 from medianest_plex.testing import FakePlex
+from medianest_plex.testing.webhooks import plex_webhook, webhook_payload
 
 
 def hook_url(app: TestServer) -> str:
@@ -19,9 +21,11 @@ def hook_url(app: TestServer) -> str:
 
 
 def multipart(payload: Any, *, raw: str | None = None) -> aiohttp.FormData:
+    """The body as Plex sends it: a `payload` part typed application/json, and a thumbnail."""
     form = aiohttp.FormData()
-    form.add_field("payload", raw if raw is not None else json.dumps(payload))
-    form.add_field("thumb", b"\xff\xd8\xff", filename="thumb.jpg", content_type="image/jpeg")
+    text = raw if raw is not None else json.dumps(payload)
+    form.add_field("payload", text, content_type="application/json")
+    form.add_field("thumb", b"\xff\xd8\xff", filename="image.jpg", content_type="image/jpeg")
     return form
 
 
@@ -88,3 +92,44 @@ async def test_other_events_are_accepted_and_ignored(
     )
     assert response.status == 200
     assert (await response.json())["handled"] is False
+
+
+@pytest.mark.parametrize(
+    ("typed", "thumb"),
+    [(True, True), (True, False), (False, True), (False, False)],
+    ids=["json-part-with-thumb", "json-part", "untyped-part-with-thumb", "untyped-part"],
+)
+async def test_a_real_shaped_library_new_webhook_is_taken(
+    anonymous_client: MediaNestClient,
+    admin_client: MediaNestClient,
+    medianest_app: TestServer,
+    plex: FakePlex,
+    typed: bool,
+    thumb: bool,
+) -> None:
+    """What Plex sends (payload part typed application/json, thumbnail beside it) and the
+    plainer shape some relays send (an untyped part, no thumbnail) are both read."""
+    item = plex.server.add_item(1, "Fresh From Plex", "/data/movies/Fresh From Plex.mkv")
+    payload = webhook_payload(plex.server, "library.new", account=plex.owner, item=item)
+    assert payload["Metadata"]["librarySectionType"] == "movie"
+    form = aiohttp.FormData()
+    form.add_field(
+        "payload", json.dumps(payload), content_type="application/json" if typed else None
+    )
+    if thumb:
+        form.add_field("thumb", b"\xff\xd8\xff", filename="image.jpg", content_type="image/jpeg")
+    response = await anonymous_client.post(hook_url(medianest_app), data=form)
+    assert response.status == 200, await response.text()
+    assert (await response.json())["handled"] is True
+    assert "Fresh From Plex" in await widget(admin_client, "recent")
+
+
+@pytest.mark.parametrize("event", ["media.play", "media.stop", "library.on.deck"])
+async def test_every_plex_event_as_plex_sends_it_is_accepted(
+    anonymous_client: MediaNestClient, medianest_app: TestServer, plex: FakePlex, event: str
+) -> None:
+    item = next(iter(plex.server.items.values()))
+    form = plex_webhook(plex.server, event, account=plex.owner, item=item)
+    response = await anonymous_client.post(hook_url(medianest_app), data=form)
+    assert response.status == 200
+    assert (await response.json()) == {"ok": True, "handled": False}
