@@ -17,8 +17,11 @@ from urllib.parse import parse_qs
 import pytest
 from aiohttp.test_utils import TestServer
 from medianest_server.plugin_api import ManualClock
+from medianest_server.web.realtime import open_connections
+from medianest_server.web.webhooks import webhook_secret  # no public way to learn it yet
 
 from medianest_plex.testing import FakePlex
+from medianest_plex.testing.webhooks import plex_webhook
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "browser" / "plex"
 PLEX_AUTH_PAGE = "<!doctype html><title>Plex</title><p>Allow MediaNest to use your account?</p>"
@@ -193,3 +196,37 @@ async def test_the_library_pages_fit_the_screen_in_the_site_layout(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 0, f"{name} is {overflow}px wider than {width}px"
+
+
+async def test_a_real_shaped_library_new_webhook_updates_recently_added_live(
+    open_page: OpenPage,
+    base: str,
+    plex: FakePlex,
+    ticking: None,
+    medianest_app: TestServer,
+    aiohttp_client: Any,
+) -> None:
+    """A friend's dashboard is open; Plex adds a film to a library shared with them and sends
+    `library.new` as Plex does (typed JSON part and thumbnail): the "Recently added" card
+    shows it without a reload."""
+    bob = plex.tv.add_friend("bob", sections=[1])
+    page = await open_page("/plex/login")
+    plex.tv.approve_pin(max(plex.tv.pins), bob)
+    await page.wait_for_url(base + "/")
+    recent = page.locator('[data-widget="plex/recent"]')
+    await recent.wait_for()
+    assert "Live Arrival" not in await recent.inner_text()
+    await page.evaluate("window.notReloaded = true")
+    async with asyncio.timeout(10):  # the page's event stream is open before Plex speaks
+        while open_connections(medianest_app.app) == 0:
+            await asyncio.sleep(0.02)
+
+    item = plex.server.add_item(1, "Live Arrival", "/data/movies/Live Arrival.mkv")
+    form = plex_webhook(plex.server, "library.new", account=plex.owner, item=item)
+    secret = webhook_secret(medianest_app.app, "plex", "events")
+    sender = await aiohttp_client(medianest_app)
+    sent = await sender.post(f"/api/v1/webhooks/plex/events/{secret}", data=form)
+    assert sent.status == 200 and (await sent.json())["handled"] is True
+
+    await page.locator('[data-widget="plex/recent"]').get_by_text("Live Arrival").wait_for()
+    assert await page.evaluate("window.notReloaded === true")
