@@ -246,7 +246,8 @@ async def widget_fragment(request: web.Request) -> web.Response:
     for owner, widget, _ in await _widgets(request, user):
         if owner == plugin and widget is not None and widget.id == widget_id:
             rendered = await render_widget(request, plugin, widget, user)
-            return aiohttp_jinja2.render_template("widget_card.html", request, {"widget": rendered})
+            context = {"widget": rendered, "current_user": user}
+            return aiohttp_jinja2.render_template("widget_card.html", request, context)
     raise web.HTTPNotFound()
 
 
