@@ -47,6 +47,27 @@ return {1, string.format('%d', new_tat)}
 """
 
 
+# Give back `cost` units: move the TAT back by their interval; a TAT no later than now is a full
+# budget, so the key goes.
+_RELEASE_SCRIPT = """
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat == nil then
+    return 0
+end
+local new_tat = tat - interval * cost
+if new_tat <= now then
+    redis.call('DEL', KEYS[1])
+    return 1
+end
+local ttl_ms = math.ceil((new_tat - now) / 1000)
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', string.format('%d', ttl_ms))
+return 1
+"""
+
+
 @dataclass(frozen=True)
 class RateLimitResult:
     """The outcome of a hit (or a peek). Times are seconds."""
@@ -135,6 +156,11 @@ class RateLimiter(ABC):
         """Would one more unit be allowed? Counts nothing (e.g. check a sign-in block first)."""
 
     @abstractmethod
+    async def release(self, key: str, *, limit: int, window_seconds: float, cost: int = 1) -> None:
+        """Give back `cost` units an earlier `hit` counted (a reserved attempt that turned out
+        not to count), atomically. Never more than the full budget."""
+
+    @abstractmethod
     async def reset(self, key: str) -> None:
         """Give `key` its full budget back (e.g. after a successful sign-in)."""
 
@@ -180,6 +206,17 @@ class MemoryRateLimiter(RateLimiter):
     async def peek(self, key: str, *, limit: int, window_seconds: float) -> RateLimitResult:
         return _peek(self._tats.get(key), self._now(), _rate(limit, window_seconds))
 
+    async def release(self, key: str, *, limit: int, window_seconds: float, cost: int = 1) -> None:
+        rate = _rate(limit, window_seconds, cost)
+        tat = self._tats.get(key)
+        if tat is None:
+            return
+        tat -= rate.interval * cost
+        if tat <= self._now():
+            del self._tats[key]
+        else:
+            self._tats[key] = tat
+
     async def reset(self, key: str) -> None:
         self._tats.pop(key, None)
 
@@ -205,6 +242,7 @@ class RedisRateLimiter(RateLimiter):
         self._clock = clock
         self._owns_client = owns_client
         self._script = client.register_script(_GCRA_SCRIPT)
+        self._release = client.register_script(_RELEASE_SCRIPT)
 
     def _now(self) -> int:
         return (self._clock.now() - _EPOCH) // _MICROSECOND
@@ -223,6 +261,10 @@ class RedisRateLimiter(RateLimiter):
         rate = _rate(limit, window_seconds)
         stored = await self._client.get(self._prefix + key)
         return _peek(None if stored is None else int(stored), self._now(), rate)
+
+    async def release(self, key: str, *, limit: int, window_seconds: float, cost: int = 1) -> None:
+        rate = _rate(limit, window_seconds, cost)
+        await self._release(keys=[self._prefix + key], args=[self._now(), rate.interval, cost])
 
     async def reset(self, key: str) -> None:
         await self._client.unlink(self._prefix + key)

@@ -24,13 +24,12 @@ async def change_password(
     guess the password at the API's pace.
     """
     limits = LoginLimits(auth.limiter, scope="password-change")
-    await limits.check(user.username, None)
-    try:
+
+    def wrong_current(exc: Exception) -> bool:
+        return isinstance(exc, InvalidInput) and "current_password" in (exc.details or {})
+
+    async with limits.attempt(user.username, None, counts=wrong_current):
         await auth.users.change_password(user, current, new)
-    except InvalidInput as exc:
-        if isinstance(exc.details, dict) and "current_password" in exc.details:
-            await limits.failed(user.username, None)
-        raise
     ended = await auth.sessions.revoke_all(user.id, except_id=keep_session)
     await auth.audit.record(
         "auth.password.changed", actor=user, ip=ip, details={"sessions_ended": ended}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import unicodedata
 from datetime import datetime
 from typing import Any
 
 from ..errors import Unauthorized
 from ..plugins.types import ExternalIdentity
 from .models import User
+from .names import normalize_username
 from .services import AuthServices
 from .users import USERNAME
 
@@ -83,15 +85,18 @@ def _identity_row(identity: ExternalIdentity, secret: str | None, now: datetime)
 async def _create_linked(
     auth: AuthServices, identity: ExternalIdentity, secret: str | None
 ) -> User:
-    base = "".join(c for c in identity.username if c.isalnum() or c in "._@-")[:56] or "user"
+    # ASCII only, as every stored username (a Plex "Zoë" becomes "Zoe" via NFKD, "Zo" at worst)
+    plain = unicodedata.normalize("NFKD", identity.username)
+    base = "".join(c for c in plain if c.isascii() and (c.isalnum() or c in "._@-"))[:56]
+    base = base or "user"
     if not USERNAME.match(base):
         base = f"user{base}"[:56]
     async with auth.users.db.transaction() as conn:
         for attempt in range(100):
             candidate = base if attempt == 0 else f"{base}-{attempt + 1}"
             taken = await conn.fetch_val(
-                "SELECT count(*) FROM users WHERE lower(username) = lower(:name)",
-                {"name": candidate},
+                "SELECT count(*) FROM users WHERE lower(username) = :key",
+                {"key": normalize_username(candidate)},
             )
             if not taken:
                 break

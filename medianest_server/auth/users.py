@@ -14,6 +14,7 @@ from ..db import Connection, Database, IntegrityError, Row
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from ..usercache import UNCACHED, UserCache
 from .models import ROLES, Role, User
+from .names import normalize_username, typed_username
 from .passwords import MAX_LENGTH, MIN_LENGTH, hash_password, verify_password
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -126,6 +127,7 @@ class UserService:
         avatar_url: str | None = None,
         conn: Connection | None = None,
     ) -> User:
+        username = typed_username(username)
         if not USERNAME.match(username):
             raise InvalidInput(
                 "username must be 1-64 letters, digits or . _ @ -, starting with a letter or digit",
@@ -169,8 +171,8 @@ class UserService:
         Takes as long for an unknown username as for a wrong password.
         """
         row = await self.db.fetch_one(
-            f"SELECT {_COLUMNS}, password_hash FROM users WHERE lower(username) = lower(:username)",
-            {"username": username},
+            f"SELECT {_COLUMNS}, password_hash FROM users WHERE lower(username) = :key",
+            {"key": normalize_username(username)},
         )
         ok = await verify_password(row["password_hash"] if row else None, password)
         if row is None or not ok:

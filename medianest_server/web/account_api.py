@@ -71,14 +71,14 @@ def _auth(request: web.Request) -> AuthServices:
 async def sign_in_checked(request: web.Request, username: str, password: str) -> object:
     """Check the sign-in limits, then the password; record the outcome either way."""
     auth = _auth(request)
-    await auth.login_limits.check(username, request.remote)
     try:
-        user = await auth.users.authenticate(username, password)
+        async with auth.login_limits.attempt(
+            username, request.remote, counts=lambda exc: isinstance(exc, Unauthorized)
+        ):
+            user = await auth.users.authenticate(username, password)
     except Unauthorized:
-        await auth.login_limits.failed(username, request.remote)
         await auth.audit.record("auth.login.failed", actor_name=username[:64], ip=request.remote)
         raise
-    await auth.login_limits.succeeded(username)
     await auth.users.record_login(user.id)
     await auth.audit.record("auth.login.succeeded", actor=user, ip=request.remote)
     return user

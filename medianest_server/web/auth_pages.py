@@ -127,15 +127,13 @@ async def setup_submit(request: web.Request) -> web.StreamResponse:
     # 80-bit code needs no account limit
     limits = LoginLimits(auth.limiter, scope="setup")
     form: dict[str, Any] = {}
+    def wrong_code(exc: Exception) -> bool:  # only wrong codes count
+        return isinstance(exc, InvalidInput) and "code" in (exc.details or {})
+
     try:
-        await limits.check("", request.remote)
         form = await load_form(request, SetupForm(), ignore=(CSRF_FIELD,))
-        try:
+        async with limits.attempt("", request.remote, counts=wrong_code):
             user = await auth.setup.complete(form["code"], form["username"], form["password"])
-        except InvalidInput as exc:
-            if isinstance(exc.details, dict) and "code" in exc.details:  # only wrong codes count
-                await limits.failed("", request.remote)
-            raise
     except RateLimited as exc:
         context = {"error": exc.message, "form": form}
         page = await _with_providers(request, "setup.html", context, status=429)

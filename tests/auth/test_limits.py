@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import Counter
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
+
+from medianest_server.errors import Conflict
 
 from .conftest import USER_PASSWORD, MakeSite, Site, bearer, hidden_csrf
 
@@ -162,3 +167,94 @@ async def test_the_sign_in_limit_holds_across_instances_sharing_redis(
         for key in (f"login:account:{username}", f"login:ip:{address}"):
             for suffix in ("", ":block", ":trips"):
                 await first.auth.limiter.reset(key + suffix)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "redis"])
+async def test_a_burst_of_parallel_guesses_gets_only_five_evaluated(
+    make_site: MakeSite, real_password_hashing: None, shared: bool, request: Any
+) -> None:
+    """100 guesses at once for one account from one address (real Argon2, ~150 ms each):
+    the attempt is counted before the password is checked, so 5 are evaluated and 95 get 429
+    at once, and the right password at the end of the burst does not get in."""
+    run = uuid.uuid4()
+    username = f"alice-{run.hex[:10]}"
+    address = f"10.{run.bytes[0]}.{run.bytes[1]}.{run.bytes[2]}"
+    sections: dict[str, Any] = dict(PROXIED)
+    if shared:
+        sections["redis"] = {"url": request.getfixturevalue("redis_url")}
+    site = await make_site(**sections)
+    try:
+        await site.create_user(username)
+        client = await site.browser()
+        guesses = [_token(client, username, f"wrong {i}", address) for i in range(99)]
+        guesses.append(_token(client, username, USER_PASSWORD, address))
+        answers = await asyncio.gather(*guesses)
+        statuses = Counter(a.status for a in answers)
+        assert statuses == {429: 95, 401: 5}, statuses
+        assert answers[-1].status == 429
+        _assert_limited(await _token(client, username, USER_PASSWORD, address), at_least=14 * 60)
+    finally:
+        for key in (f"login:account:{username}", f"login:ip:{address}"):
+            for suffix in ("", ":block", ":trips"):
+                await site.auth.limiter.reset(key + suffix)
+
+
+async def test_parallel_wrong_current_passwords_are_limited_too(
+    site: Site, real_password_hashing: None
+) -> None:
+    await site.create_user("carol")
+    access = (await site.tokens("carol", USER_PASSWORD))["access_token"]
+    client = await site.browser()
+    attempts = [
+        client.post(
+            "/api/v1/me/password",
+            json={"current_password": f"wrong {i}", "new_password": "a brand new password"},
+            headers=bearer(access),
+        )
+        for i in range(30)
+    ]
+    statuses = Counter(a.status for a in await asyncio.gather(*attempts))
+    assert statuses == {429: 25, 400: 5}, statuses
+
+
+async def test_parallel_wrong_setup_codes_are_limited_too(site: Site) -> None:
+    client = await site.browser()
+    page = await (await client.get("/setup")).text()
+    csrf = hidden_csrf(page)
+    attempts = [
+        client.post(
+            "/setup",
+            data={
+                "csrf_token": csrf,
+                "code": f"WRNG-CODE-{i:04d}-XXXX",
+                "username": "owner",
+                "password": "a long admin password",
+            },
+        )
+        for i in range(20)
+    ]
+    statuses = Counter(a.status for a in await asyncio.gather(*attempts))
+    assert statuses == {429: 15, 400: 5}, statuses
+    assert await site.count("users") == 0
+
+
+FULL_WIDTH_TIKI = "\uff54\uff49\uff4b\uff49"  # tiki in full-width letters
+
+
+async def test_usernames_share_one_normal_form_for_sign_in_limits_and_new_accounts(
+    make_site: MakeSite,
+) -> None:
+    """`tİki` is not `tiki` (PostgreSQL's lower() folds İ to i; MediaNest compares one normal
+    form in Python), `TIKI` is, and its failures count against the same budget."""
+    site = await make_site(**PROXIED)
+    await site.create_user("tiki")
+    client = await site.browser()
+    dotted = await _token(client, "tİki", USER_PASSWORD, "203.0.113.9")
+    assert dotted.status == 401  # not tiki's account, on SQLite and PostgreSQL alike
+    for spelling in ("TIKI", "Tiki", " tiki ", FULL_WIDTH_TIKI, "tiki"):
+        wrong = await _token(client, spelling, "wrong password", f"203.0.113.{len(spelling)}")
+        assert wrong.status in (401, 429)
+    _assert_limited(await _token(client, "tiki", USER_PASSWORD, "198.51.100.7"), at_least=60)
+    for taken in ("TIKI", FULL_WIDTH_TIKI):
+        with pytest.raises(Conflict):
+            await site.auth.users.create(taken, password=USER_PASSWORD)

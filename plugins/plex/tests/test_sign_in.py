@@ -320,3 +320,13 @@ async def test_on_a_fresh_install_setup_offers_plex_and_the_owner_ends_it(
     me = await (await anonymous_client.get("/api/v1/me")).json()
     assert me["role"] == "admin"
     assert (await anonymous_client.get("/setup")).status == 404
+
+
+async def test_a_plex_name_with_accents_becomes_a_plain_username(
+    anonymous_client: MediaNestClient, plex: FakePlex, clock: ManualClock
+) -> None:
+    friend = plex.tv.add_friend("Zoë")
+    signed_in = await sign_in(anonymous_client, plex, clock, friend)
+    assert signed_in.status == 303
+    me = await (await anonymous_client.get("/api/v1/me")).json()
+    assert me["username"] == "Zoe"
