@@ -7,15 +7,18 @@ fails here rather than letting the plugin's own tests pass against the wrong con
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 from xml.etree import ElementTree
 
 import aiohttp
 import pytest
+from aiohttp import web
 from medianest_server.plugin_api import ManualClock
 
 from medianest_plex.testing import FakePlex, FakePlexServer, jpeg, jpeg_size
+from medianest_plex.testing.webhooks import plex_webhook, webhook_payload
 
 CLIENT_ID = "5f1c2e3a-0000-4000-8000-abcdefabcdef"
 JSON = {"Accept": "application/json"}
@@ -524,3 +527,297 @@ def test_a_library_of_20000_films_is_quick_to_make() -> None:
     assert time.perf_counter() - started < 3  # a fraction of that on a laptop
     assert len(server.sections[1].items) == 20_000
     assert len({item.title for item in server.sections[1].items}) == 20_000
+
+
+# -- field by field against the reference (issue 11, item 5) -----------------------------------
+
+SEASON_PARENT_FIELDS = {"parentTitle", "parentRatingKey", "parentKey", "parentThumb", "index"}
+EPISODE_PARENT_FIELDS = {
+    "grandparentTitle",
+    "grandparentRatingKey",
+    "grandparentKey",
+    "grandparentThumb",
+    "grandparentArt",
+    "grandparentGuid",
+    "parentTitle",
+    "parentIndex",
+    "parentRatingKey",
+    "parentKey",
+    "parentThumb",
+    "parentYear",
+    "index",
+}
+
+
+async def test_seasons_and_episodes_carry_their_parents_fields(
+    plex: FakePlex, session: aiohttp.ClientSession
+) -> None:
+    """§1.5: an episode carries grandparent{Title,RatingKey,Key,Thumb,Art,Guid}, parent{Title,
+    Index,RatingKey,Key,Thumb,Year} and index; a season (spec, /children) its show's title,
+    key, thumb, year and art."""
+    show = plex.server.sections[2].items[0]
+    base = f"{plex.server_url}/library/metadata"
+    _, body = await _json(session, "GET", f"{base}/{show.rating_key}/children", **_owner(plex))
+    season = body["MediaContainer"]["Metadata"][0]
+    assert SEASON_PARENT_FIELDS | {"parentYear"} <= set(season)
+    assert season["parentTitle"] == "Example Show" and season["parentYear"] == 2020
+    assert season["parentKey"] == f"/library/metadata/{show.rating_key}"
+    assert season["art"] == f"/library/metadata/{show.rating_key}/art/{show.updated_at}"
+    _, body = await _json(session, "GET", f"{base}/{season['ratingKey']}/children", **_owner(plex))
+    listed = body["MediaContainer"]["Metadata"][0]
+    rating_key = listed["ratingKey"]
+    _, body = await _json(session, "GET", f"{base}/{rating_key}", **_owner(plex))
+    (detail,) = body["MediaContainer"]["Metadata"]
+    for episode in (listed, detail):
+        assert set(episode) >= EPISODE_PARENT_FIELDS, EPISODE_PARENT_FIELDS - set(episode)
+        assert (episode["grandparentTitle"], episode["parentTitle"]) == ("Example Show", "Season 1")
+        assert (episode["parentIndex"], episode["index"], episode["parentYear"]) == (1, 1, 2020)
+        assert isinstance(episode["parentRatingKey"], str)
+        assert isinstance(episode["grandparentRatingKey"], str)
+    _, body = await _json(
+        session, "GET", f"{plex.server_url}/library/recentlyAdded", **_owner(plex)
+    )
+    recent = body["MediaContainer"]["Metadata"][0]
+    assert recent["type"] == "season" and set(recent) >= SEASON_PARENT_FIELDS
+
+
+async def test_show_children_have_an_all_episodes_directory_beside_the_seasons(
+    plex: FakePlex, session: aiohttp.ClientSession
+) -> None:
+    """Spec, /library/metadata/{ratingKey}/children of a show: seasons in `Metadata`, and an
+    "All episodes" entry (`key` .../allLeaves, leafCount) in `Directory`; the container names
+    the show (parentTitle, parentYear)."""
+    show = plex.server.sections[2].items[0]
+    url = f"{plex.server_url}/library/metadata/{show.rating_key}/children"
+    _, body = await _json(session, "GET", url, **_owner(plex))
+    container = body["MediaContainer"]
+    assert container["Directory"] == [
+        {
+            "leafCount": 6,
+            "thumb": f"/library/metadata/{show.rating_key}/thumb/{show.updated_at}",
+            "viewedLeafCount": 3,
+            "key": f"/library/metadata/{show.rating_key}/allLeaves",
+            "title": "All episodes",
+        }
+    ]
+    assert [s["type"] for s in container["Metadata"]] == ["season", "season"]
+    assert (container["parentTitle"], container["parentYear"]) == ("Example Show", 2020)
+    assert container["viewGroup"] == "season" and container["key"] == str(show.rating_key)
+    async with session.get(url, headers={"X-Plex-Token": plex.owner.token}) as response:
+        root = ElementTree.fromstring(await response.read())
+    # in XML both are <Directory>: the seasons have a type, "All episodes" has none
+    assert [d.get("type") for d in root.findall("Directory")] == [None, "season", "season"]
+
+
+async def test_sessions_send_the_library_id_as_a_string(
+    plex: FakePlex, session: aiohttp.ClientSession
+) -> None:
+    """Spec, /status/sessions: unlike library listings, a stream's `librarySectionID` and
+    `Media[].id` are strings; `User.id` a string, `Player.userID` a number, and the Player
+    says whether it is local, relayed, secure."""
+    plex.server.add_session(1001, "bob")
+    _, body = await _json(session, "GET", f"{plex.server_url}/status/sessions", **_owner(plex))
+    (stream,) = body["MediaContainer"]["Metadata"]
+    assert stream["librarySectionID"] == "1"
+    assert stream["librarySectionKey"] == "/library/sections/1"
+    assert stream["Media"][0]["id"] == str(plex.server.items[1001].rating_key * 10)
+    assert stream["User"]["id"] == "1" and stream["Player"]["userID"] == 1
+    player = stream["Player"]
+    assert {"local", "relayed", "secure", "remotePublicAddress", "machineIdentifier"} <= set(player)
+    assert stream["Session"]["location"] == "lan"
+    assert isinstance(stream["Session"]["bandwidth"], int)
+
+
+def _names(words: str) -> list[str]:
+    return words.split()
+
+
+async def test_server_root_lists_every_capability_of_the_reference(
+    plex: FakePlex, session: aiohttp.ClientSession
+) -> None:
+    """§1.5 `GET /`: the attributes of the server's capabilities, with their JSON types."""
+    _, body = await _json(session, "GET", f"{plex.server_url}/", **_owner(plex))
+    root = body["MediaContainer"]
+    booleans = _names(
+        "allowCameraUpload allowChannelAccess allowMediaDeletion allowSharing allowSync "
+        "allowTuners backgroundProcessing certificate companionProxy eventStream hubSearch "
+        "itemClusters mediaProviders multiuser myPlex myPlexSubscription photoAutoTag pluginHost "
+        "pushNotifications readOnlyLibraries sync transcoderAudio transcoderLyrics "
+        "transcoderPhoto transcoderSubtitles transcoderVideo updater voiceSearch"
+    )
+    numbers = _names(
+        "size livetv musicAnalysis offlineTranscode streamingBrainABRVersion "
+        "streamingBrainVersion transcoderActiveVideoSessions updatedAt"
+    )
+    strings = _names(
+        "countryCode diagnostics friendlyName machineIdentifier myPlexMappingState "
+        "myPlexSigninState myPlexUsername ownerFeatures platform platformVersion "
+        "transcoderVideoBitrates transcoderVideoQualities transcoderVideoResolutions version"
+    )
+    assert set(root) == {*booleans, *numbers, *strings, "Directory"}
+    assert all(isinstance(root[k], bool) for k in booleans)
+    assert all(isinstance(root[k], int) and not isinstance(root[k], bool) for k in numbers)
+    assert all(isinstance(root[k], str) for k in strings)
+    assert root["machineIdentifier"] == plex.server.machine_identifier
+    assert root["myPlexUsername"] == plex.owner.username
+
+
+async def test_user_profile_has_every_field_the_spec_requires(
+    plex: FakePlex, session: aiohttp.ClientSession
+) -> None:
+    """Spec, plex.tv /user: `profile` requires watchedIndicator and mediaReviewsVisibility
+    besides the six fields of the reference's example (§1.2)."""
+    headers = {**TV_HEADERS, "X-Plex-Token": plex.owner.token}
+    _, user = await _json(session, "GET", f"{plex.tv_url}/api/v2/user", **headers)
+    assert set(user["profile"]) == {
+        "autoSelectAudio",
+        "defaultAudioLanguage",
+        "defaultSubtitleLanguage",
+        "autoSelectSubtitle",
+        "defaultSubtitleAccessibility",
+        "defaultSubtitleForced",
+        "watchedIndicator",
+        "mediaReviewsVisibility",
+    }
+    profile = user["profile"]
+    assert profile["autoSelectAudio"] is True and isinstance(profile["defaultAudioLanguage"], str)
+    assert all(
+        isinstance(profile[k], int) and not isinstance(profile[k], bool)
+        for k in ("autoSelectSubtitle", "watchedIndicator", "mediaReviewsVisibility")
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "query", "size"),
+    [
+        # a poster is 2:3; minSize=1 resizes its smaller side (the width) to the asked one
+        ("/library/metadata/1001/thumb/1", "width=300&height=300&minSize=1&upscale=1", (300, 450)),
+        # minSize=0 fits the image inside the box
+        ("/library/metadata/1001/thumb/1", "width=300&height=300&minSize=0&upscale=1", (200, 300)),
+        # upscale=0 never goes above the image's own size
+        ("/library/metadata/1001/thumb/1", "width=3000&height=4500&upscale=0", (1000, 1500)),
+        ("/library/metadata/1001/art/1", "width=640&height=640&minSize=1&upscale=1", (1138, 640)),
+    ],
+)
+async def test_transcode_keeps_the_image_proportions(
+    plex: FakePlex,
+    session: aiohttp.ClientSession,
+    url: str,
+    query: str,
+    size: tuple[int, int],
+) -> None:
+    """Spec, /photo/:/transcode: "images are always scaled proportionally"; minSize=1 "will
+    make the smaller native dimension the dimension resized against"; upscale=0 does not
+    "resize beyond native dimensions"."""
+    full = f"{plex.server_url}/photo/:/transcode?url={url}&{query}"
+    async with session.get(full, headers=_owner(plex)) as response:
+        assert response.status == 200 and response.content_type == "image/jpeg"
+        assert jpeg_size(await response.read()) == size
+
+
+async def test_collection_lists_carry_the_reference_fields(
+    plex: FakePlex, session: aiohttp.ClientSession
+) -> None:
+    """§1.5 Collections, List: collectionMode, collectionSort, collectionPublished on every
+    collection, and `content` (the filter URI) on smart ones only."""
+    mid = plex.server.machine_identifier
+    uri = f"server://{mid}/com.plexapp.plugins.library/library/sections/1/all?type=1&unwatched=1"
+    params = {"uri": uri, "type": "1", "title": "Unwatched", "smart": "1", "sectionId": "1"}
+    url = f"{plex.server_url}/library/collections"
+    async with session.post(url, params=params, headers=_owner(plex)) as response:
+        assert response.status == 200
+    _, body = await _json(
+        session, "GET", f"{plex.server_url}/library/sections/1/collections", **_owner(plex)
+    )
+    collections = {c["title"]: c for c in body["MediaContainer"]["Metadata"]}
+    for collection in collections.values():
+        assert {"collectionMode", "collectionSort", "collectionPublished"} <= set(collection)
+        assert collection["librarySectionID"] == 1 and collection["guid"].startswith(
+            "collection://"
+        )
+    assert collections["Unwatched"]["smart"] is True and collections["Unwatched"]["content"] == uri
+    assert collections["Favourites"]["smart"] is False
+    assert "content" not in collections["Favourites"]
+
+
+async def test_recently_added_items_name_their_library(
+    plex: FakePlex, session: aiohttp.ClientSession
+) -> None:
+    """§1.5 and spec, /library/recentlyAdded: items carry librarySectionID (a number),
+    librarySectionTitle, librarySectionKey and librarySectionUUID."""
+    _, body = await _json(
+        session, "GET", f"{plex.server_url}/library/recentlyAdded", **_owner(plex)
+    )
+    for item in body["MediaContainer"]["Metadata"]:
+        section = plex.server.sections[item["librarySectionID"]]
+        assert item["librarySectionTitle"] == section.title
+        assert item["librarySectionKey"] == f"/library/sections/{section.key}"
+        assert item["librarySectionUUID"] == section.uuid
+
+
+async def _receive_webhook(
+    aiohttp_server: Any, form: aiohttp.FormData
+) -> tuple[str, list[tuple[dict[str, str], bytes]]]:
+    """Post `form` to a bare receiver; (request Content-Type, [(part headers, part body)])."""
+    received: list[tuple[dict[str, str], bytes]] = []
+    content_type: list[str] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        content_type.append(request.headers["Content-Type"])
+        reader = await request.multipart()
+        async for part in reader:
+            assert isinstance(part, aiohttp.BodyPartReader)
+            received.append((dict(part.headers), await part.read()))
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    server = await aiohttp_server(app)
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(server.make_url("/hook"), data=form) as response,
+    ):
+        assert response.status == 200
+    return content_type[0], received
+
+
+async def test_webhooks_are_multipart_with_a_json_part_and_a_jpeg_thumb(
+    plex: FakePlex, aiohttp_server: Any
+) -> None:
+    """§1.6: multipart/form-data; the `payload` part is JSON (sent with its own
+    Content-Type: application/json), the `thumb` part a JPEG file for library.new (and
+    media.play, media.rate, library.on.deck, playback.started), absent for media.stop."""
+    movie = plex.server.items[1001]
+    form = plex_webhook(plex.server, "library.new", account=plex.owner, item=movie)
+    content_type, parts = await _receive_webhook(aiohttp_server, form)
+    assert content_type.startswith("multipart/form-data; boundary=")
+    (payload_headers, payload), (thumb_headers, thumb) = parts
+    assert 'name="payload"' in payload_headers["Content-Disposition"]
+    assert payload_headers["Content-Type"] == "application/json"
+    event = json.loads(payload)
+    assert (event["event"], event["user"], event["owner"]) == ("library.new", True, True)
+    assert event["Server"]["uuid"] == plex.server.machine_identifier
+    assert set(event["Account"]) == {"id", "thumb", "title"} and "Player" not in event
+    metadata = event["Metadata"]
+    assert metadata["ratingKey"] == "1001" and metadata["librarySectionID"] == 1
+    assert metadata["librarySectionType"] == "movie" and {"id": "tmdb://1"} in metadata["Guid"]
+    assert 'name="thumb"' in thumb_headers["Content-Disposition"]
+    assert "filename=" in thumb_headers["Content-Disposition"]
+    assert thumb_headers["Content-Type"] == "image/jpeg" and thumb[:2] == b"\xff\xd8"
+    form = plex_webhook(plex.server, "media.stop", account=plex.owner, item=movie)
+    _, parts = await _receive_webhook(aiohttp_server, form)
+    assert len(parts) == 1
+
+
+async def test_playback_webhooks_carry_the_player_and_the_view_offset(plex: FakePlex) -> None:
+    """§1.6: a playback event adds `Player{local,publicAddress,title,uuid}` and, on
+    `Metadata`, `viewOffset` (ms) and `lastViewedAt`; an episode names its show and season."""
+    episode = plex.server.sections[2].items[0].children[0].children[0]
+    for event in ("media.play", "media.pause", "media.resume", "media.stop", "media.scrobble"):
+        payload = webhook_payload(plex.server, event, account=plex.owner, item=episode)
+        assert set(payload["Player"]) == {"local", "publicAddress", "title", "uuid"}
+        metadata = payload["Metadata"]
+        assert isinstance(metadata["viewOffset"], int) and isinstance(metadata["lastViewedAt"], int)
+        assert set(metadata) >= EPISODE_PARENT_FIELDS
+    new = webhook_payload(plex.server, "library.new", account=plex.owner, item=episode)
+    assert "viewOffset" not in new["Metadata"] and "Player" not in new

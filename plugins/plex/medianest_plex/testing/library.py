@@ -82,6 +82,7 @@ class FakeItem:
     members: tuple[int, ...] = ()
     smart: bool = False
     subtype: str | None = None
+    content: str | None = None  # a smart collection's filter URI
 
     def leaves(self) -> list[FakeItem]:
         """Episodes under a show or season; the item itself otherwise."""
@@ -240,10 +241,24 @@ class Library:
         return item
 
     def add_collection(
-        self, section_key: int, title: str, members: list[int] | None = None, *, smart: bool = False
+        self,
+        section_key: int,
+        title: str,
+        members: list[int] | None = None,
+        *,
+        smart: bool = False,
+        content: str | None = None,
     ) -> FakeItem:
+        """A collection in `section_key`; a smart one keeps its filter URI as `content`."""
         section = self.sections[section_key]
-        collection = self._new(section, "collection", title, subtype=section.type, smart=smart)
+        collection = self._new(
+            section,
+            "collection",
+            title,
+            subtype=section.type,
+            smart=smart,
+            content=content if smart else None,
+        )
         section.collections.append(collection)
         for rating_key in members or []:
             self.add_to_collection(collection, self.items[rating_key])

@@ -496,7 +496,10 @@ class FakePlexTv(FakeService):
 
 
 def account_json(account: PlexAccount, *, owner: bool = False) -> dict[str, Any]:
-    """`GET /api/v2/user` for `account`: every field of the reference, values made up (§1.2)."""
+    """`GET /api/v2/user` for `account`: every field of the reference (§1.2) and every field
+    the spec requires (its `UserProfile` adds `watchedIndicator`, `mediaReviewsVisibility`),
+    values made up. The spec's optional `pin` (deprecated) and `subscriptions[]` are left out,
+    as in the reference's example."""
     return {
         "id": account.id,
         "uuid": account.uuid,
@@ -540,6 +543,8 @@ def account_json(account: PlexAccount, *, owner: bool = False) -> dict[str, Any]
             "autoSelectSubtitle": 0,
             "defaultSubtitleAccessibility": 0,
             "defaultSubtitleForced": 0,
+            "watchedIndicator": 1,  # required by the spec's UserProfile, absent from §1.2
+            "mediaReviewsVisibility": 0,
         },
         "entitlements": ["all"] if owner else [],
         "roles": ["plexpass"] if owner else [],

@@ -38,12 +38,14 @@ from .wire import (
 MEDIA_TAG_PREFIX = "/system/bundle/media/flags/"
 RECENTLY_ADDED_PAGE = 50  # the spec's default page for recentlyAdded (§1.5)
 MAX_IMAGE_SIDE = 4000
+POSTER_SIZE = (1000, 1500)  # an item's own poster and art [inferred: typical Plex sizes]
+ART_SIZE = (1920, 1080)
 _URI = re.compile(
     r"^server://(?P<machine>[^/]+)/com\.plexapp\.plugins\.library/library/metadata/"
     r"(?P<keys>\d+(?:,\d+)*)$"
 )
 _IMAGE_PATHS = re.compile(
-    r"^/library/(?:metadata/(?P<rk>\d+)/(?:thumb|art|banner|clearLogo|theme)(?:/\d+)?"
+    r"^/library/(?:metadata/(?P<rk>\d+)/(?P<kind>thumb|art|banner|clearLogo|theme)(?:/\d+)?"
     r"|collections/(?P<collection>\d+)/composite/\d+"
     r"|sections/(?P<section>\d+)/composite/\d+)$"
     r"|^/:/resources/[\w.-]+\.(?:png|jpg)$"
@@ -143,6 +145,24 @@ class FakePlexServer(Library, FakeService):
         )
         self.sessions.append(session)
         return session
+
+    def add_collection(
+        self,
+        section_key: int,
+        title: str,
+        members: list[int] | None = None,
+        *,
+        smart: bool = False,
+        content: str | None = None,
+    ) -> FakeItem:
+        """A collection; a smart one without `content` filters its whole library."""
+        if smart and content is None:
+            kind = TYPE_NUMBERS[self.sections[section_key].type]
+            content = (
+                f"server://{self.machine_identifier}/com.plexapp.plugins.library"
+                f"/library/sections/{section_key}/all?type={kind}"
+            )
+        return super().add_collection(section_key, title, members, smart=smart, content=content)
 
     def collections_named(self, title: str) -> list[FakeItem]:
         return [c for s in self.sections.values() for c in s.collections if c.title == title]
@@ -284,26 +304,66 @@ class FakePlexServer(Library, FakeService):
         )
 
     async def _root(self, request: web.Request) -> web.Response:
+        """Server capabilities: every attribute of the reference (§1.5 `GET /`, spec `/`),
+        its values but this server's name, identifier, owner and version. The reference
+        lists two of the `Directory` entries; the fake sends those two and `size` counts them."""
         return self._respond(
             request,
             {
                 "size": 2,
+                "allowCameraUpload": True,
+                "allowChannelAccess": True,
+                "allowMediaDeletion": True,
                 "allowSharing": True,
                 "allowSync": True,
+                "allowTuners": True,
+                "backgroundProcessing": True,
+                "certificate": True,
+                "companionProxy": True,
+                "countryCode": "nld",
+                "diagnostics": "logs,databases,streaminglogs",
+                "eventStream": True,
                 "friendlyName": self.friendly_name,
                 "hubSearch": True,
+                "itemClusters": True,
+                "livetv": 7,
                 "machineIdentifier": self.machine_identifier,
+                "mediaProviders": True,
                 "multiuser": True,
+                "musicAnalysis": 2,
                 "myPlex": True,
                 "myPlexMappingState": "mapped",
                 "myPlexSigninState": "ok",
                 "myPlexSubscription": True,
                 "myPlexUsername": self.owner_username,
+                "offlineTranscode": 1,
+                "ownerFeatures": "webhooks,hardware_transcoding",
+                "photoAutoTag": True,
                 "platform": "Linux",
                 "platformVersion": "6.8.0",
+                "pluginHost": True,
+                "pushNotifications": False,
+                "readOnlyLibraries": False,
+                "streamingBrainABRVersion": 3,
+                "streamingBrainVersion": 2,
+                "sync": True,
+                "transcoderActiveVideoSessions": sum(1 for s in self.sessions if s.transcode),
+                "transcoderAudio": True,
+                "transcoderLyrics": True,
                 "transcoderPhoto": True,
+                "transcoderSubtitles": True,
+                "transcoderVideo": True,
+                "transcoderVideoBitrates": (
+                    "64,96,208,320,720,1500,2000,3000,4000,8000,10000,12000,20000"
+                ),
+                "transcoderVideoQualities": "0,1,2,3,4,5,6,7,8,9,10,11,12",
+                "transcoderVideoResolutions": (
+                    "128,128,160,240,320,480,768,720,720,1080,1080,1080,1080"
+                ),
                 "updatedAt": self.now(),
+                "updater": True,
                 "version": self.version,
+                "voiceSearch": True,
                 "Directory": [
                     {"count": 1, "key": "activities", "title": "activities"},
                     {"count": 1, "key": "library", "title": "library"},
@@ -406,12 +466,14 @@ class FakePlexServer(Library, FakeService):
             "mixedParents": True,
         }
         return self._paged(
-            request,
-            items,
-            container,
-            lambda i: item_json(i, self, with_section=True),
-            default_size=RECENTLY_ADDED_PAGE,
+            request, items, container, self._recent_json, default_size=RECENTLY_ADDED_PAGE
         )
+
+    def _recent_json(self, item: FakeItem) -> dict[str, Any]:
+        """An item of recentlyAdded: it also names its library's UUID (spec)."""
+        data = item_json(item, self, with_section=True)
+        data["librarySectionUUID"] = self.sections[item.section_key].uuid
+        return data
 
     async def _metadata(self, request: web.Request) -> web.Response:
         """`/library/metadata/{rk}` or `{rk},{rk},...`: complete items; 404 if none is known."""
@@ -457,17 +519,32 @@ class FakePlexServer(Library, FakeService):
         }
         if item.index is not None:
             container["parentIndex"] = item.index
+        if item.year is not None:
+            container["parentYear"] = item.year
         if item.parent is not None:
             container["grandparentTitle"] = item.parent.title
+        if item.type == "show":
+            # a show's seasons come with an "All episodes" entry in `Directory` beside the
+            # seasons in `Metadata` (spec, /library/metadata/{ratingKey}/children). The
+            # reference is silent on whether `size` counts it: the fake counts seasons only
+            leaves = item.leaves()
+            container["viewMode"] = 65593
+            container["Directory"] = [
+                {
+                    "leafCount": len(leaves),
+                    "thumb": container["thumb"],
+                    "viewedLeafCount": sum(1 for leaf in leaves if leaf.view_count),
+                    "key": f"/library/metadata/{item.rating_key}/allLeaves",
+                    "title": "All episodes",
+                }
+            ]
         return self._paged(request, list(children), container, lambda i: item_json(i, self))
 
     async def _raw_image(self, request: web.Request) -> web.Response:
-        rk = int(request.match_info["rk"])
-        self._visible_item(request, rk)
-        portrait = request.match_info.get("kind", "thumb") == "thumb"
-        return web.Response(
-            body=jpeg(300, 450) if portrait else jpeg(1280, 720), content_type="image/jpeg"
-        )
+        """An image at its own size (see `_transcode`); a collection's composite as a poster."""
+        item = self._visible_item(request, int(request.match_info["rk"]))
+        size = _native_size(item, request.match_info.get("kind", "thumb")) or POSTER_SIZE
+        return web.Response(body=jpeg(*size), content_type="image/jpeg")
 
     # -- search ---------------------------------------------------------------------------
 
@@ -559,7 +636,7 @@ class FakePlexServer(Library, FakeService):
         if section is None or not title or (smart and not query.get("uri")):
             raise _bad_request()
         items = [] if smart or not query.get("uri") else self._uri_items(query["uri"], section)
-        collection = self.add_collection(section.key, title, smart=smart)
+        collection = self.add_collection(section.key, title, smart=smart, content=query.get("uri"))
         for item in items:
             self.add_to_collection(collection, item)
         return self._collection_answer(request, collection)
@@ -653,9 +730,14 @@ class FakePlexServer(Library, FakeService):
         return self._respond(request, body)
 
     async def _transcode(self, request: web.Request) -> web.Response:
-        """`/photo/:/transcode?url=&width=&height=`: a JPEG of that size. Paths of this
-        server's images only (404 for others); absolute URLs are fetched by PMS itself, so
-        they answer an image too, and are recorded like every call."""
+        """`/photo/:/transcode?url=&width=&height=&minSize=&upscale=`: a JPEG scaled
+        proportionally, as the spec says PMS always does: `minSize=1` resizes the image's
+        smaller side to the asked one (the other side may come out larger), `minSize=0` fits
+        it inside the box, `upscale=0` never goes above the image's own size. Paths of this
+        server's images only (404 for others). The reference is silent on an image's own
+        size: the fake's posters are 1000x1500, episode stills and art 16:9; composites,
+        resources and absolute URLs (fetched by PMS itself) come out at the asked size.
+        Every call is recorded."""
         query = request.query
         url, width, height = (
             query.get("url"),
@@ -667,16 +749,47 @@ class FakePlexServer(Library, FakeService):
         self.transcode_calls.append(
             TranscodeCall(url, width, height, token_in_query="X-Plex-Token" in query)
         )
+        native: tuple[int, int] | None = None
         if not re.match(r"^https?://", url):
             match = _IMAGE_PATHS.match(url)
             if match is None:
                 raise _not_found()
             if match["rk"] or match["collection"]:
-                self._visible_item(request, int(match["rk"] or match["collection"]))
+                item = self._visible_item(request, int(match["rk"] or match["collection"]))
+                if match["rk"]:
+                    native = _native_size(item, match["kind"])
             if match["section"]:
                 self._section(request, int(match["section"]))
+        if native is not None:
+            width, height = _scaled(
+                native,
+                (width, height),
+                min_size=query.get("minSize") == "1",
+                upscale=query.get("upscale") == "1",
+            )
         body = jpeg(min(width, MAX_IMAGE_SIDE), min(height, MAX_IMAGE_SIDE))
         return web.Response(body=body, content_type="image/jpeg")
+
+
+def _native_size(item: FakeItem, kind: str) -> tuple[int, int] | None:
+    """The size of an item's own image of `kind` (thumb, art, ...), None: any size."""
+    if kind == "thumb":
+        return (1280, 720) if item.type == "episode" else POSTER_SIZE
+    return {"art": ART_SIZE, "banner": (1000, 185), "clearLogo": (800, 310)}.get(kind)
+
+
+def _scaled(
+    native: tuple[int, int], box: tuple[int, int], *, min_size: bool, upscale: bool
+) -> tuple[int, int]:
+    """Plex's proportional resize of an image of size `native` for the asked `box`."""
+    (native_w, native_h), (box_w, box_h) = native, box
+    if min_size:  # the smaller native side is the one resized against
+        scale = box_w / native_w if native_w <= native_h else box_h / native_h
+    else:
+        scale = min(box_w / native_w, box_h / native_h)
+    if not upscale:
+        scale = min(scale, 1.0)
+    return max(1, round(native_w * scale)), max(1, round(native_h * scale))
 
 
 def _unauthorized() -> web.Response:

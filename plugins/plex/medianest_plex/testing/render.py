@@ -18,6 +18,10 @@ def _image(item: FakeItem, kind: str) -> str:
     return f"/library/{base}/{item.rating_key}/{kind}/{item.updated_at}"
 
 
+def _year_of(item: FakeItem | None) -> int | None:
+    return None if item is None else item.year
+
+
 def _plex_guid(item: FakeItem) -> str:
     if item.type == "collection":
         return f"collection://{uuid.UUID(int=item.rating_key)}"
@@ -128,6 +132,11 @@ def item_json(
         data["parentThumb"] = _image(parent, "thumb")
         if parent.index is not None:
             data["parentIndex"] = parent.index
+        # a season's parentYear is its show's year (spec, /children); an episode's is its
+        # season's, which is the show's here: the fake's seasons have no year of their own
+        parent_year = parent.year if parent.year is not None else _year_of(grandparent)
+        if parent_year is not None:
+            data["parentYear"] = parent_year
     if item.type in ("show", "season"):
         data["key"] = f"/library/metadata/{rk}/children"
     if item.type == "collection":
@@ -135,6 +144,14 @@ def item_json(
         data["subtype"] = item.subtype
         data["smart"] = item.smart
         data["childCount"] = len(item.members)
+        # the reference names these without types (§1.5 Collections); the fake sends the
+        # strings PMS writes as XML attributes ("-1": the library's default mode, "0": by
+        # release date) and a boolean for collectionPublished, like `smart`
+        data["collectionMode"] = "-1"
+        data["collectionSort"] = "0"
+        data["collectionPublished"] = False
+        if item.smart and item.content:
+            data["content"] = item.content
         years = [y for m in item.members if (y := library.items[m].year) is not None]
         if years:  # strings, as PMS sends them [inferred]
             data["minYear"], data["maxYear"] = str(min(years)), str(max(years))
@@ -155,7 +172,9 @@ def item_json(
     if item.tagline:
         data["tagline"] = item.tagline
     data["thumb"] = _image(item, "thumb")
-    if item.type != "collection":
+    if item.type == "season" and parent is not None:
+        data["art"] = _image(parent, "art")  # a season shows its show's art (spec, /children)
+    elif item.type != "collection":
         data["art"] = _image(item, "art")
     if item.duration is not None:
         data["duration"] = item.duration
@@ -287,6 +306,12 @@ def session_json(session: FakeSession, number: int, library: Library) -> dict[st
     """One stream of `/status/sessions`: the item plus `User`, `Player`, `Session` and, when
     transcoding, `TranscodeSession` (§1.5, as Homepage and Homarr read them)."""
     data = item_json(session.item, library, with_section=True)
+    # sessions are where PMS sends `librarySectionID` and `Media[].id` as strings (spec,
+    # /status/sessions), unlike every library listing
+    data["librarySectionID"] = str(data["librarySectionID"])
+    for media in data.get("Media", ()):
+        media["id"] = str(media["id"])
+        media["selected"] = True
     data["sessionKey"] = session.session_key
     data["viewOffset"] = session.view_offset
     data["User"] = {
@@ -297,11 +322,19 @@ def session_json(session: FakeSession, number: int, library: Library) -> dict[st
     data["Player"] = {
         "address": "192.168.1.20" if session.local else "198.51.100.4",
         "machineIdentifier": f"player-{session.session_key}",
+        "model": "hosted",
         "platform": "Chrome",
+        "platformVersion": "131.0",
         "product": session.product,
+        "profile": "Web",
+        "remotePublicAddress": "203.0.113.7" if session.local else "198.51.100.4",
         "state": session.state,
         "title": session.player_title,
+        "version": "4.145.1",
         "local": session.local,
+        "relayed": False,
+        "secure": True,
+        "userID": number,
     }
     data["Session"] = {
         "id": f"session-{session.session_key}",

@@ -8,8 +8,12 @@ own `Content-Type: application/json` (aiohttp then hands it to a handler as byte
 and, for `media.play`, `media.rate`, `library.new`, `library.on.deck` and
 `playback.started`, a `thumb` part: a JPEG file (`image/jpeg`, filename `image.jpg`).
 
+Playback events add `Player` and, on `Metadata`, `viewOffset` (ms) and `lastViewedAt` (§1.6).
+
 Where the reference is silent the fake chooses: the thumb's file name (`image.jpg`), the
-`Player` block's values, and that `user`/`owner` are both true for the owner's account.
+`Player` block's values, the `viewOffset` value (`VIEW_OFFSET_MS`), that `lastViewedAt` is
+now, that `media.rate`'s `rating` sits at the top level, and that `user`/`owner` are both true
+for the owner's account.
 `PMS_USER_AGENT` is the agent string PMS sends; nothing reads it.
 """
 
@@ -42,6 +46,7 @@ PLAYER_EVENTS = frozenset(
     }
 )
 PMS_USER_AGENT = "PlexMediaServer/1.41.3.9314-a0bfb8370"
+VIEW_OFFSET_MS = 1_234_000  # the reference gives no value; a playback event carries one
 
 
 def webhook_payload(
@@ -71,6 +76,9 @@ def webhook_payload(
     if item is not None:
         metadata = item_json(item, pms, detail=True, with_section=True, guids=True)
         metadata["librarySectionType"] = pms.sections[item.section_key].type
+        if event in PLAYER_EVENTS:  # where playback is (ms) and when it was watched (§1.6)
+            metadata["viewOffset"] = VIEW_OFFSET_MS
+            metadata["lastViewedAt"] = pms.now()
         payload["Metadata"] = metadata
     if event == "media.rate":
         payload["rating"] = 8.0
