@@ -45,8 +45,19 @@ from .secretbox import SecretBox, SecretBoxError
 from .tasks import Task
 from .web.access import current_user
 from .web.templating import render_page
+from .web.validation import (
+    MAX_ID,
+    Id,
+    WholeNumber,
+    load_form,
+    load_json,
+    load_query,
+    parse_int,
+    path_id,
+)
 
 __all__ = [
+    "MAX_ID",
     "Access",
     "Cache",
     "Clock",
@@ -63,6 +74,7 @@ __all__ = [
     "HealthResult",
     "HttpClient",
     "HttpResponse",
+    "Id",
     "IntegrityError",
     "InvalidInput",
     "Job",
@@ -92,10 +104,16 @@ __all__ = [
     "UpstreamUnavailable",
     "User",
     "Webhook",
+    "WholeNumber",
     "Widget",
     "Worker",
     "current_user",
     "hookimpl",
+    "load_form",
+    "load_json",
+    "load_query",
     "make_event",
+    "parse_int",
+    "path_id",
     "render_page",
 ]

@@ -33,7 +33,7 @@ from .api_schemas import (
     SignedOut,
     TokenPair,
 )
-from .validation import load_json, load_query
+from .validation import load_json, load_query, path_id
 
 routes = Routes()
 
@@ -206,10 +206,10 @@ async def create_token(request: web.Request) -> web.Response:
     return web.json_response({**info.as_dict(), "token": raw}, status=201)
 
 
-@routes.delete("/api/v1/me/tokens/{token_id:\\d+}", access="user", response=Revoked)
+@routes.delete("/api/v1/me/tokens/{token_id:[0-9]+}", access="user", response=Revoked)
 async def revoke_token(request: web.Request) -> web.Response:
     """Revoke one of your API tokens; it stops working at once."""
-    token_id = int(request.match_info["token_id"])
+    token_id = path_id(request, "token_id")
     if not await account.revoke_token(_auth(request), request[USER], token_id, request.remote):
         raise NotFound("no such token")
     return web.json_response({"revoked": True})
@@ -229,12 +229,12 @@ async def my_notifications(request: web.Request) -> web.Response:
 
 
 @routes.post(
-    "/api/v1/notifications/{notification_id:\\d+}/read", access="user", response=MarkedRead
+    "/api/v1/notifications/{notification_id:[0-9]+}/read", access="user", response=MarkedRead
 )
 async def mark_read(request: web.Request) -> web.Response:
     """Mark one of your notifications read."""
     changed = await request.app[SERVICES].notifications.mark_read(
-        request[USER].id, int(request.match_info["notification_id"])
+        request[USER].id, path_id(request, "notification_id")
     )
     if not changed:
         raise NotFound("no such notification")

@@ -21,7 +21,7 @@ from .api_schemas import (
     UserDetails,
     UserPage,
 )
-from .validation import load_json, load_query
+from .validation import load_json, load_query, path_id
 
 routes = Routes()
 
@@ -59,7 +59,7 @@ def _auth(request: web.Request) -> AuthServices:
 
 
 def _user_id(request: web.Request) -> int:
-    return int(request.match_info["user_id"])
+    return path_id(request, "user_id")
 
 
 @routes.get("/api/v1/admin/users", access="admin", query=UserQuery, response=UserPage)
@@ -91,14 +91,14 @@ async def create_user(request: web.Request) -> web.Response:
     return web.json_response(created.as_dict(), status=201)
 
 
-@routes.get("/api/v1/admin/users/{user_id:\\d+}", access="admin", response=UserDetails)
+@routes.get("/api/v1/admin/users/{user_id:[0-9]+}", access="admin", response=UserDetails)
 async def get_user(request: web.Request) -> web.Response:
     """One user, as admins see them."""
     return web.json_response((await _auth(request).users.details(_user_id(request))).as_dict())
 
 
 @routes.patch(
-    "/api/v1/admin/users/{user_id:\\d+}", access="admin", body=UserChange, response=UserDetails
+    "/api/v1/admin/users/{user_id:[0-9]+}", access="admin", body=UserChange, response=UserDetails
 )
 async def change_user(request: web.Request) -> web.Response:
     """Change `role` and/or `disabled`; disabling ends the user's sessions at once."""
@@ -116,7 +116,7 @@ async def change_user(request: web.Request) -> web.Response:
     return web.json_response(changed.as_dict())
 
 
-@routes.delete("/api/v1/admin/users/{user_id:\\d+}", access="admin", response=Deleted)
+@routes.delete("/api/v1/admin/users/{user_id:[0-9]+}", access="admin", response=Deleted)
 async def delete_user(request: web.Request) -> web.Response:
     """Delete a user with everything that is theirs, in every plugin."""
     await administration.delete_user(
@@ -126,7 +126,7 @@ async def delete_user(request: web.Request) -> web.Response:
 
 
 @routes.delete(
-    "/api/v1/admin/users/{user_id:\\d+}/sessions", access="admin", response=SessionsEnded
+    "/api/v1/admin/users/{user_id:[0-9]+}/sessions", access="admin", response=SessionsEnded
 )
 async def revoke_user_sessions(request: web.Request) -> web.Response:
     """Sign a user out everywhere."""

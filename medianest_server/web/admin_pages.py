@@ -27,7 +27,7 @@ from ..routing import Routes
 from ..settings import PluginSettings
 from .access import USER
 from .templating import page_template, render_page
-from .validation import load_form, load_query
+from .validation import load_form, load_query, path_id
 from .webhooks import webhook_urls
 
 routes = Routes()
@@ -172,7 +172,7 @@ async def _user_action(request: web.Request, action: Any) -> web.Response:
 
 
 def _target(request: web.Request) -> int:
-    return int(request.match_info["user_id"])
+    return path_id(request, "user_id")
 
 
 @routes.page("/admin/users", access="admin", method="POST")
@@ -192,7 +192,7 @@ async def create_user(request: web.Request) -> web.Response:
     return await _user_action(request, act)
 
 
-@routes.page("/admin/users/{user_id:\\d+}/role", access="admin", method="POST")
+@routes.page("/admin/users/{user_id:[0-9]+}/role", access="admin", method="POST")
 async def change_role(request: web.Request) -> web.Response:
     async def act() -> str:
         form = await load_form(request, RoleForm(), ignore=CSRF)
@@ -204,7 +204,7 @@ async def change_role(request: web.Request) -> web.Response:
     return await _user_action(request, act)
 
 
-@routes.page("/admin/users/{user_id:\\d+}/disabled", access="admin", method="POST")
+@routes.page("/admin/users/{user_id:[0-9]+}/disabled", access="admin", method="POST")
 async def change_disabled(request: web.Request) -> web.Response:
     async def act() -> str:
         form = await load_form(request, DisabledForm(), ignore=CSRF)
@@ -221,7 +221,7 @@ async def change_disabled(request: web.Request) -> web.Response:
     return await _user_action(request, act)
 
 
-@routes.page("/admin/users/{user_id:\\d+}/delete", access="admin", method="POST")
+@routes.page("/admin/users/{user_id:[0-9]+}/delete", access="admin", method="POST")
 async def delete_user(request: web.Request) -> web.Response:
     async def act() -> str:
         removed = await administration.delete_user(
@@ -232,7 +232,7 @@ async def delete_user(request: web.Request) -> web.Response:
     return await _user_action(request, act)
 
 
-@routes.page("/admin/users/{user_id:\\d+}/sessions/revoke", access="admin", method="POST")
+@routes.page("/admin/users/{user_id:[0-9]+}/sessions/revoke", access="admin", method="POST")
 async def revoke_sessions(request: web.Request) -> web.Response:
     async def act() -> str:
         ended = await administration.revoke_user_sessions(

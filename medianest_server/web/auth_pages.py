@@ -127,6 +127,7 @@ async def setup_submit(request: web.Request) -> web.StreamResponse:
     # 80-bit code needs no account limit
     limits = LoginLimits(auth.limiter, scope="setup")
     form: dict[str, Any] = {}
+
     def wrong_code(exc: Exception) -> bool:  # only wrong codes count
         return isinstance(exc, InvalidInput) and "code" in (exc.details or {})
 

@@ -13,7 +13,7 @@ from ..plugins.types import SearchGroup
 from ..routing import Routes
 from .access import USER
 from .templating import page_template
-from .validation import load_query
+from .validation import load_query, path_id
 
 routes = Routes()
 SEARCH_BUDGET_SECONDS = 3.0
@@ -100,10 +100,10 @@ async def notifications(request: web.Request) -> dict[str, Any]:
     }
 
 
-@routes.page("/notifications/{notification_id:\\d+}/read", access="user", method="POST")
+@routes.page("/notifications/{notification_id:[0-9]+}/read", access="user", method="POST")
 async def read_one(request: web.Request) -> web.Response:
     await request.app[SERVICES].notifications.mark_read(
-        request[USER].id, int(request.match_info["notification_id"])
+        request[USER].id, path_id(request, "notification_id")
     )
     raise web.HTTPSeeOther("/notifications")
 

@@ -17,7 +17,7 @@ from .access import USER
 from .devices import describe_device
 from .layout import THEMES
 from .templating import render_page
-from .validation import load_form
+from .validation import load_form, path_id
 
 routes = Routes()
 CSRF = ("csrf_token",)
@@ -112,9 +112,9 @@ async def create_token(request: web.Request) -> web.Response:
     return await _render(request, new_token={"name": info.name, "token": raw})
 
 
-@routes.page("/profile/tokens/{token_id:\\d+}/revoke", access="user", method="POST")
+@routes.page("/profile/tokens/{token_id:[0-9]+}/revoke", access="user", method="POST")
 async def revoke_token(request: web.Request) -> web.Response:
-    token_id = int(request.match_info["token_id"])
+    token_id = path_id(request, "token_id")
     if not await account.revoke_token(_auth(request), request[USER], token_id, request.remote):
         raise web.HTTPNotFound()
     raise web.HTTPSeeOther("/profile")

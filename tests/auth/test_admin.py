@@ -18,8 +18,8 @@ from .conftest import USER_PASSWORD, MakeSite, Site, bearer, csrf_of, me_status
 
 
 def _concrete(path: str) -> str:
-    """A path with its placeholders filled: numbers for \\d+ ids, a word otherwise."""
-    path = re.sub(r"\{[^}:]+:\\d\+\}", "1", path)
+    """A path with its placeholders filled: numbers for [0-9]+ ids, a word otherwise."""
+    path = re.sub(r"\{[^}:]+:(\\d|\[0-9\])\+\}", "1", path)
     return re.sub(r"\{[^}]+\}", "x", path)
 
 

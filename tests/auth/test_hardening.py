@@ -293,3 +293,39 @@ async def test_a_page_may_loosen_only_the_opener_policy_and_only_for_popups(
     other = await client.get("/sneaky")
     assert other.headers["Cross-Origin-Opener-Policy"] == "same-origin"
     assert other.headers["Content-Security-Policy"] == HEADERS["Content-Security-Policy"]
+
+
+LONE_SURROGATE = '{"username": "\\ud800", "password": "x\\udfff"}'
+
+
+async def test_a_lone_surrogate_in_json_is_a_400_naming_the_field(site: Site) -> None:
+    """`"\\ud800"` is valid JSON but not Unicode text: no database can store or compare it.
+    It used to answer 500 (and skip counting the failed sign-in)."""
+    client = await site.browser()
+    for path, body in (
+        ("/api/v1/auth/token", LONE_SURROGATE),
+        ("/api/v1/auth/refresh", '{"refresh_token": "abc\\ud800"}'),
+    ):
+        response = await client.post(path, data=body, headers={"Content-Type": "application/json"})
+        assert response.status == 400, (path, await response.text())
+        error = (await response.json())["error"]
+        assert error["code"] == "invalid_input"
+        assert set(error["details"]) <= {"username", "password", "refresh_token"}
+
+
+async def test_ids_past_what_a_database_holds_are_404_not_500(site: Site) -> None:
+    """2**63 and beyond overflowed SQLite's integer binding (500); PostgreSQL said 404."""
+    _, token = await _admin_token(site)
+    client = await site.browser()
+    huge = "99999999999999999999"
+    for method, path in (
+        ("POST", f"/api/v1/notifications/{huge}/read"),
+        ("DELETE", f"/api/v1/me/tokens/{huge}"),
+        ("GET", f"/api/v1/admin/users/{huge}"),
+        ("GET", f"/api/v1/admin/users/{2**63}"),
+        ("DELETE", f"/api/v1/admin/users/{huge}"),
+    ):
+        response = await client.request(method, path, headers=bearer(token))
+        assert response.status == 404, (method, path, response.status)
+    unicode_digits = await client.get("/api/v1/admin/users/\u0661\u0662", headers=bearer(token))
+    assert unicode_digits.status == 404

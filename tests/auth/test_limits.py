@@ -175,7 +175,8 @@ async def test_a_burst_of_parallel_guesses_gets_only_five_evaluated(
 ) -> None:
     """100 guesses at once for one account from one address (real Argon2, ~150 ms each):
     the attempt is counted before the password is checked, so 5 are evaluated and 95 get 429
-    at once, and the right password at the end of the burst does not get in."""
+    at once; the account is then blocked, the right password included. (Before: all 100
+    were evaluated, and a right one among them signed in.)"""
     run = uuid.uuid4()
     username = f"alice-{run.hex[:10]}"
     address = f"10.{run.bytes[0]}.{run.bytes[1]}.{run.bytes[2]}"
@@ -186,12 +187,9 @@ async def test_a_burst_of_parallel_guesses_gets_only_five_evaluated(
     try:
         await site.create_user(username)
         client = await site.browser()
-        guesses = [_token(client, username, f"wrong {i}", address) for i in range(99)]
-        guesses.append(_token(client, username, USER_PASSWORD, address))
-        answers = await asyncio.gather(*guesses)
-        statuses = Counter(a.status for a in answers)
+        guesses = [_token(client, username, f"wrong {i}", address) for i in range(100)]
+        statuses = Counter(a.status for a in await asyncio.gather(*guesses))
         assert statuses == {429: 95, 401: 5}, statuses
-        assert answers[-1].status == 429
         _assert_limited(await _token(client, username, USER_PASSWORD, address), at_least=14 * 60)
     finally:
         for key in (f"login:account:{username}", f"login:ip:{address}"):

@@ -9,19 +9,27 @@ from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from marshmallow import Schema, ValidationError, fields, validate, validates
 from medianest_server.plugin_api import (
+    Id,
     InvalidInput,
     PluginContext,
     Routes,
     Unauthorized,
     UpstreamUnavailable,
     User,
+    WholeNumber,
     current_user,
+    load_json,
+    load_query,
+    parse_int,
+    path_id,
     render_page,
 )
 from yarl import URL
 
 from .errors import PinExpired, PlexError, PlexNotFound, PlexUnauthorized, PlexUnavailable
+from .images import MAX_SIDE
 from .service import SORTS, NoServerAccess, PlexService, PlexSignInNeeded
 from .setup import add_setup_routes
 
@@ -257,15 +265,15 @@ def build_routes(ctx: PluginContext) -> Routes:
     async def api_libraries(request: web.Request) -> web.Response:
         return web.json_response({"libraries": await ready().sections(who(request))})
 
-    @routes.get("/libraries/{section:\\d+}/items", access="user")
+    @routes.get("/libraries/{section:[0-9]+}/items", access="user")
     async def api_browse(request: web.Request) -> web.Response:
         args = browse_args(request)
-        page = await ready().browse(who(request), request.match_info["section"], **args)
+        page = await ready().browse(who(request), key(request, "section"), **args)
         return web.json_response(page)
 
-    @routes.get("/items/{key:\\d+}", access="user")
+    @routes.get("/items/{key:[0-9]+}", access="user")
     async def api_item(request: web.Request) -> web.Response:
-        return web.json_response(await ready().item(who(request), request.match_info["key"]))
+        return web.json_response(await ready().item(who(request), key(request, "key")))
 
     @routes.get("/search", access="user")
     async def api_search(request: web.Request) -> web.Response:
@@ -276,9 +284,8 @@ def build_routes(ctx: PluginContext) -> Routes:
 
     @routes.get("/recent", access="user")
     async def api_recent(request: web.Request) -> web.Response:
-        section = request.query.get("section") or None
-        if section is not None and not section.isdigit():
-            raise InvalidInput("Invalid section", details={"section": ["Not a library key."]})
+        query = load_query(request, RecentQuery())
+        section = str(query["section"]) if query.get("section") else None
         items = await ready().recently_added(who(request), section)
         return web.json_response({"items": items})
 
@@ -286,53 +293,38 @@ def build_routes(ctx: PluginContext) -> Routes:
 
     @routes.get("/collections", access="user")
     async def api_collections(request: web.Request) -> web.Response:
-        section = request.query.get("section", "")
-        if not section.isdigit():
-            raise InvalidInput("Invalid section", details={"section": ["Not a library key."]})
-        mine = request.query.get("mine", "")
-        if mine not in ("", "0", "1", "true", "false"):
-            raise InvalidInput("Invalid filter", details={"mine": ["Use 1 or 0."]})
+        query = load_query(request, CollectionsQuery())
+        section = str(query["section"])
         items = await ready().collections(who(request), section)
-        if mine in ("1", "true"):
+        if query["mine"]:
             items = [c for c in items if c["mine"]]
         return web.json_response({"section": section, "collections": items})
 
-    @routes.get("/collections/{id:\\d+}", access="user")
+    @routes.get("/collections/{id:[0-9]+}", access="user")
     async def api_collection(request: web.Request) -> web.Response:
-        return web.json_response(await ready().collection(who(request), request.match_info["id"]))
+        return web.json_response(await ready().collection(who(request), key(request, "id")))
 
     @routes.post("/collections", access="admin", status=201)
     async def api_create_collection(request: web.Request) -> web.Response:
-        body = await json_body(request)
-        problems: dict[str, list[str]] = {}
-        section = str(body.get("section", ""))
-        if not section.isdigit():
-            problems["section"] = ["Not a library key."]
-        title = body.get("title")
-        if not isinstance(title, str) or not title.strip() or len(title) > 200:
-            problems["title"] = ["A title of 1 to 200 characters."]
-        items = item_keys(body, problems)
-        if problems:
-            raise InvalidInput("Invalid collection", details=problems)
+        body = await load_json(request, NewCollection())
         plex = ready()
         with plex_refusal():
-            key = await plex.add_to_collection(section, str(title), items)
-        return web.json_response(await plex.collection(who(request), key), status=201)
+            created = await plex.add_to_collection(
+                str(body["section"]), body["title"], [str(i) for i in body["items"]]
+            )
+        return web.json_response(await plex.collection(who(request), created), status=201)
 
-    @routes.post("/collections/{id:\\d+}/items", access="admin")
+    @routes.post("/collections/{id:[0-9]+}/items", access="admin")
     async def api_add_items(request: web.Request) -> web.Response:
-        problems: dict[str, list[str]] = {}
-        items = item_keys(await json_body(request), problems)
-        if problems:
-            raise InvalidInput("Invalid items", details=problems)
-        plex, key = ready(), request.match_info["id"]
+        body = await load_json(request, MoreItems())
+        plex, collection = ready(), key(request, "id")
         with plex_refusal():
-            await plex.add_to_existing_collection(key, items)
-        return web.json_response(await plex.collection(who(request), key))
+            await plex.add_to_existing_collection(collection, [str(i) for i in body["items"]])
+        return web.json_response(await plex.collection(who(request), collection))
 
-    @routes.page("/collections/{section:\\d+}", access="user")
+    @routes.page("/collections/{section:[0-9]+}", access="user")
     async def collections_page(request: web.Request) -> web.Response:
-        section = request.match_info["section"]
+        section = key(request, "section")
 
         async def load(plex: PlexService, user: User) -> dict[str, Any]:
             titles = {s["key"]: s["title"] for s in await plex.sections(user)}
@@ -389,10 +381,10 @@ def build_routes(ctx: PluginContext) -> Routes:
 
         return await library_page(request, "plex/index.html", load)
 
-    @routes.page("/library/{section:\\d+}", access="user")
+    @routes.page("/library/{section:[0-9]+}", access="user")
     async def browse_page(request: web.Request) -> web.Response:
         args = browse_args(request)
-        section = request.match_info["section"]
+        section = key(request, "section")
 
         async def load(plex: PlexService, user: User) -> dict[str, Any]:
             page = await plex.browse(user, section, **args)
@@ -411,10 +403,12 @@ def build_routes(ctx: PluginContext) -> Routes:
 
         return await library_page(request, "plex/browse.html", load)
 
-    @routes.page("/item/{key:\\d+}", access="user")
+    @routes.page("/item/{key:[0-9]+}", access="user")
     async def item_page(request: web.Request) -> web.Response:
+        rating_key = key(request, "key")
+
         async def load(plex: PlexService, user: User) -> dict[str, Any]:
-            return {"item": await plex.item(user, request.match_info["key"])}
+            return {"item": await plex.item(user, rating_key)}
 
         return await library_page(request, "plex/item.html", load)
 
@@ -435,10 +429,8 @@ def build_routes(ctx: PluginContext) -> Routes:
     async def photo(request: web.Request) -> web.StreamResponse:
         plex, user = ready(), who(request)
         path = request.query.get("path", "")
-        try:
-            width, height = int(request.query.get("w", "")), int(request.query.get("h", ""))
-        except ValueError:
-            raise web.HTTPBadRequest(text="bad image size") from None
+        width = parse_int(request.query.get("w", ""), field="w", low=1, high=MAX_SIDE)
+        height = parse_int(request.query.get("h", ""), field="h", low=1, high=MAX_SIDE)
         if not plex.images.verify(user.id, path, width, height, request.query.get("sig", "")):
             raise web.HTTPForbidden(text="This image was not shown to you.")
         try:
@@ -520,26 +512,33 @@ def webhook_handler(ctx: PluginContext) -> Callable[[web.Request], Awaitable[web
     return handle
 
 
-async def json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    if not isinstance(body, dict):
-        raise InvalidInput("Send a JSON object")
-    return body
+def key(request: web.Request, name: str) -> str:
+    """A Plex key from the path (section, rating key, collection): ASCII digits, bounded."""
+    return str(path_id(request, name))
 
 
-def item_keys(body: Mapping[str, Any], problems: dict[str, list[str]]) -> list[str]:
-    items = body.get("items")
-    if (
-        not isinstance(items, list)
-        or not 1 <= len(items) <= 500
-        or not all(isinstance(i, (str, int)) and str(i).isdigit() for i in items)
-    ):
-        problems["items"] = ["1 to 500 rating keys."]
-        return []
-    return [str(i) for i in items]
+class RecentQuery(Schema):
+    section = Id(load_default=None)
+
+
+class CollectionsQuery(Schema):
+    section = Id(required=True)
+    mine = fields.Boolean(load_default=False)
+
+
+class NewCollection(Schema):
+    section = Id(required=True)
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    items = fields.List(Id(), required=True, validate=validate.Length(min=1, max=500))
+
+    @validates("title")
+    def _title(self, value: str, **_: Any) -> None:
+        if not value.strip():
+            raise ValidationError("A title of 1 to 200 characters.")
+
+
+class MoreItems(Schema):
+    items = fields.List(Id(), required=True, validate=validate.Length(min=1, max=500))
 
 
 @contextmanager
@@ -558,37 +557,29 @@ def plex_refusal() -> Iterator[None]:
         raise
 
 
+class BrowseQuery(Schema):
+    start = WholeNumber(0, 10_000_000, load_default=0)
+    size = WholeNumber(1, 200, load_default=50)
+    sort = fields.String(load_default="title", validate=validate.OneOf(list(SORTS)))
+    unwatched = fields.Boolean(load_default=False)
+    genre = Id(load_default=None)
+    year = WholeNumber(1, 9999, load_default=None)
+    decade = WholeNumber(1, 9999, load_default=None)
+
+
 def browse_args(request: web.Request) -> dict[str, Any]:
-    query = request.query
-    problems: dict[str, list[str]] = {}
-
-    def number(name: str, default: int, low: int, high: int) -> int:
-        raw = query.get(name, "")
-        if raw == "":
-            return default
-        if not raw.isdigit() or not low <= int(raw) <= high:
-            problems[name] = [f"Must be a whole number from {low} to {high}."]
-            return default
-        return int(raw)
-
-    start = number("start", 0, 0, 10_000_000)
-    size = number("size", 50, 1, 200)
-    sort = query.get("sort") or "title"
-    if sort not in SORTS:
-        problems["sort"] = [f"One of {', '.join(SORTS)}."]
-    filters: dict[str, str | int] = {}
-    if query.get("unwatched") in ("1", "true", "on"):
-        filters["unwatched"] = 1
+    """The library's paging, sort and filters from the query (400 naming a bad one)."""
+    query = load_query(request, BrowseQuery())
+    filters: dict[str, str | int] = {"unwatched": 1} if query["unwatched"] else {}
     for name in ("genre", "year", "decade"):
-        value = query.get(name, "")
-        if value:
-            if not value.isdigit():
-                problems[name] = ["Must be a number."]
-            else:
-                filters[name] = int(value)
-    if problems:
-        raise InvalidInput("Invalid library query", details=problems)
-    return {"start": start, "size": size, "sort": sort, "filters": filters}
+        if query[name] is not None:
+            filters[name] = query[name]
+    return {
+        "start": query["start"],
+        "size": query["size"],
+        "sort": query["sort"],
+        "filters": filters,
+    }
 
 
 def wants_json(request: web.Request) -> bool:

@@ -256,3 +256,48 @@ async def test_the_header_search_names_the_show_of_an_episode(
     text = html.unescape(await (await admin_client.get("/search?q=Episode 2")).text())
     # the show is the title, the episode the line under it (not "Episode 2" and a year)
     assert "Example Show" in text and "S1 · E2 · Episode 2" in text
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/plex/libraries/1/items?start=\u00b2", "start"),
+        ("/api/v1/plex/libraries/1/items?size=\u2460", "size"),
+        ("/api/v1/plex/libraries/1/items?start=" + "9" * 5000, "start"),
+        ("/api/v1/plex/libraries/1/items?year=\u0661\u0669\u0668\u0664", "year"),
+        ("/api/v1/plex/recent?section=\u00b2", "section"),
+        ("/api/v1/plex/collections?section=\u2460", "section"),
+        ("/api/v1/plex/collections?section=" + "1" * 5000, "section"),
+    ],
+)
+async def test_numbers_are_ascii_digits_and_bounded_or_a_400_naming_them(
+    admin_client: MediaNestClient, path: str, field: str
+) -> None:
+    response = await admin_client.get(path)
+    assert response.status == 400, await response.text()
+    assert field in (await response.json())["error"]["details"]
+
+
+async def test_library_pages_refuse_odd_numbers_in_words(admin_client: MediaNestClient) -> None:
+    page = await admin_client.get("/plex/library/1?start=\u00b2")
+    assert page.status == 400
+    assert "start" in html.unescape(await page.text())
+    too_big = await admin_client.get("/plex/item/" + "9" * 30)
+    assert too_big.status == 404
+
+
+async def test_collection_bodies_are_validated_field_by_field(
+    admin_client: MediaNestClient,
+) -> None:
+    bad = await admin_client.post(
+        "/api/v1/plex/collections",
+        json={"section": "\u00b2", "title": " ", "items": ["1", True, "\u2460"]},
+    )
+    assert bad.status == 400
+    assert set((await bad.json())["error"]["details"]) == {"section", "title", "items"}
+    surrogate = await admin_client.post(
+        "/api/v1/plex/collections",
+        data='{"section": 1, "title": "\\ud800", "items": [1]}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert surrogate.status == 400
