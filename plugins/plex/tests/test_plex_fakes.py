@@ -821,3 +821,72 @@ async def test_playback_webhooks_carry_the_player_and_the_view_offset(plex: Fake
         assert set(metadata) >= EPISODE_PARENT_FIELDS
     new = webhook_payload(plex.server, "library.new", account=plex.owner, item=episode)
     assert "viewOffset" not in new["Metadata"] and "Player" not in new
+
+
+async def test_search_brings_the_films_of_a_matching_person_with_a_reason(
+    plex: FakePlex, session: aiohttp.ClientSession
+) -> None:
+    """Spec, /hubs/search: "based on matches, it will return other related matches (e.g. ...
+    for an actor match, movies with that actor)", with `reason` (the source hub's
+    identifier), `reasonTitle` (e.g. the actor's name) and `reasonID` (e.g. a tag ID);
+    §1.5 lists a `director` hub among the hub identifiers."""
+    url = f"{plex.server_url}/hubs/search?query=jane%20doe&limit=10"
+    _, body = await _json(session, "GET", url, **_owner(plex))
+    hubs = {hub["hubIdentifier"]: hub for hub in body["MediaContainer"]["Hub"]}
+    (director,) = hubs["director"]["Directory"]
+    assert (director["tag"], director["tagType"]) == ("Jane Doe", 4)
+    films = hubs["movie"]["Metadata"]
+    assert len(films) == 5
+    for film in films:
+        assert (film["reason"], film["reasonTitle"]) == ("director", "Jane Doe")
+        assert film["reasonID"] == plex.server.tag_id("Jane Doe") == director["id"]
+    url = f"{plex.server_url}/hubs/search?query=example"
+    _, body = await _json(session, "GET", url, **_owner(plex))
+    hubs = {hub["hubIdentifier"]: hub for hub in body["MediaContainer"]["Hub"]}
+    assert "reason" not in hubs["movie"]["Metadata"][0]  # a direct match needs no reason
+
+
+async def test_legacy_friends_list_has_the_reference_attributes(
+    plex: FakePlex, session: aiohttp.ClientSession
+) -> None:
+    """§1.3 (B): each `<User>` of /api/users has the sharing flags and filters of the
+    reference's example, as "0"/"1" and "" strings."""
+    plex.tv.add_friend("bob", sections=[1])
+    headers = {**TV_HEADERS, "X-Plex-Token": plex.owner.token}
+    async with session.get(f"{plex.tv_url}/api/users", headers=headers) as response:
+        root = ElementTree.fromstring(await response.read())
+    (user,) = root.findall("User")
+    assert set(user.attrib) == {
+        "id",
+        "title",
+        "username",
+        "email",
+        "recommendationsPlaylistId",
+        "thumb",
+        "protected",
+        "home",
+        "allowTuners",
+        "allowSync",
+        "allowCameraUpload",
+        "allowChannels",
+        "allowSubtitleAdmin",
+        "filterAll",
+        "filterMovies",
+        "filterMusic",
+        "filterPhotos",
+        "filterTelevision",
+        "restricted",
+    }
+    server = user.find("Server")
+    assert server is not None and server.get("allLibraries") == "0"
+    assert set(server.attrib) == {
+        "id",
+        "serverId",
+        "machineIdentifier",
+        "name",
+        "lastSeenAt",
+        "numLibraries",
+        "allLibraries",
+        "owned",
+        "pending",
+    }

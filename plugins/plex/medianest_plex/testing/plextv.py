@@ -236,6 +236,8 @@ class FakePlexTv(FakeService):
         return app
 
     def _errors(self, request: web.Request, status: int, *errors: dict[str, Any]) -> web.Response:
+        """`{"errors": [{"code", "message", "status"}]}` (§1.2, spec). The reference is
+        silent on the XML form: the fake sends `<errors><error code= message= status=/>`."""
         if wants_json(request):
             return web.json_response({"errors": list(errors)}, status=status)
         root = ElementTree.Element("errors")
@@ -471,10 +473,20 @@ class FakePlexTv(FakeService):
                 title=friend.username,
                 username=friend.username,
                 email=friend.email,
+                recommendationsPlaylistId="",
                 thumb=friend.thumb,
                 protected="0",
                 home="0",
+                allowTuners="0",
                 allowSync="1",
+                allowCameraUpload="0",
+                allowChannels="0",
+                allowSubtitleAdmin="0",
+                filterAll="",
+                filterMovies="",
+                filterMusic="",
+                filterPhotos="",
+                filterTelevision="",
                 restricted="0",
             )
             assert self.server is not None

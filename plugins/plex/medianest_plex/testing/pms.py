@@ -6,7 +6,13 @@ without a valid one, paging by `X-Plex-Container-Start/Size` header or query ech
 and in `offset`/`size`/`totalSize`, per-token visibility (the owner sees every library, a friend
 what is shared with them), collections created and filled by `server://` URIs in the query,
 refreshes that answer 200 with an empty body and are recorded, and `/photo/:/transcode` that
-answers a real JPEG of the asked size.
+answers a real JPEG scaled as the spec describes.
+
+Errors: 401 is the HTML page of §1.4, which comes from captures of real servers; the spec gives
+every PMS path a JSON `{"errors": [...]}` body for 400 and 401, but it is plex.tv's body copied
+(its example is "X-Plex-Client-Identifier is missing"), and the captures show HTML. 404 is the
+spec's HTML page. The reference is silent on the body of a PMS 400: the fake sends the same
+small HTML page as for 401 and 404.
 """
 
 from __future__ import annotations
@@ -550,7 +556,11 @@ class FakePlexServer(Library, FakeService):
 
     async def _search(self, request: web.Request) -> web.Response:
         """`/hubs/search`: one hub per type, empty ones included; `sectionId` only reorders
-        the hubs (the spec: "gives context"), it does not filter (§1.5)."""
+        the hubs (the spec: "gives context"), it does not filter (§1.5). As the spec says,
+        an actor, director or genre that matches also brings its films and shows into their
+        hubs, after the direct matches, with `reason` (the tag hub's identifier),
+        `reasonTitle` (the tag) and `reasonID` (its id). The reference is silent on which
+        tag hubs an answer has: the fake sends Actors, Directors and Genres."""
         query = request.query.get("query", "").strip()
         if not query:
             raise _bad_request()
@@ -565,29 +575,38 @@ class FakePlexServer(Library, FakeService):
             "episode": [],
             "collection": [],
         }
-        actors: dict[str, None] = {}
-        genres: dict[str, None] = {}
+        tags: dict[str, dict[str, None]] = {"actor": {}, "director": {}, "genre": {}}
+        reasons: dict[int, tuple[str, str]] = {}  # rating key -> (hub identifier, tag)
         for section in sections:
             found["collection"].extend(c for c in section.collections if needle in c.title.lower())
             for item in section.items:
+                item_tags = {
+                    "actor": [actor for actor, _role in item.cast],
+                    "director": list(item.directors),
+                    "genre": list(item.genres),
+                }
+                reason = None
+                for kind, names in item_tags.items():
+                    for name in names:
+                        if needle in name.lower():
+                            tags[kind][name] = None
+                            reason = reason or (kind, name)
                 if needle in item.title.lower():
                     found[item.type].append(item)
-                for actor, _role in item.cast:
-                    if needle in actor.lower():
-                        actors[actor] = None
-                for genre in item.genres:
-                    if needle in genre.lower():
-                        genres[genre] = None
+                elif reason is not None:
+                    found[item.type].append(item)
+                    reasons[item.rating_key] = reason
                 for leaf in item.leaves() if item.type == "show" else ():
                     if needle in leaf.title.lower():
                         found["episode"].append(leaf)
         hubs = [
-            hub_json(self, "Movies", "movie", found["movie"], limit, needle),
-            hub_json(self, "Shows", "show", found["show"], limit, needle),
-            hub_json(self, "Episodes", "episode", found["episode"], limit, needle),
+            hub_json(self, "Movies", "movie", found["movie"], limit, needle, reasons),
+            hub_json(self, "Shows", "show", found["show"], limit, needle, reasons),
+            hub_json(self, "Episodes", "episode", found["episode"], limit, needle, reasons),
             hub_json(self, "Collections", "collection", found["collection"], limit, needle),
-            tag_hub_json(self, "Actors", "actor", 6, list(actors), limit),
-            tag_hub_json(self, "Genres", "genre", 1, list(genres), limit),
+            tag_hub_json(self, "Actors", "actor", 6, list(tags["actor"]), limit),
+            tag_hub_json(self, "Directors", "director", 4, list(tags["director"]), limit),
+            tag_hub_json(self, "Genres", "genre", 1, list(tags["genre"]), limit),
         ]
         context = self.sections.get(to_int(request.query.get("sectionId")) or -1)
         if context is not None:

@@ -5,7 +5,7 @@ as lists of objects. Built only for the items an answer holds."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .library import SECTION_AGENTS, FakeItem, FakeSection, FakeSession, Library
@@ -249,10 +249,26 @@ def section_json(section: FakeSection) -> dict[str, Any]:
 
 
 def hub_json(
-    library: Library, title: str, kind: str, items: list[FakeItem], limit: int, needle: str
+    library: Library,
+    title: str,
+    kind: str,
+    items: list[FakeItem],
+    limit: int,
+    needle: str,
+    reasons: Mapping[int, tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """One `Hub` of `/hubs/search` with `Metadata` items; empty hubs are kept (§1.5)."""
-    items = sorted(items, key=lambda i: (not i.title.lower().startswith(needle), i.title_sort))
+    """One `Hub` of `/hubs/search` with `Metadata` items; empty hubs are kept (§1.5). Items
+    found through a tag (`reasons`: rating key -> (hub identifier, tag)) come after the
+    direct matches and say why (`reason`, `reasonTitle`, `reasonID`, spec)."""
+    reasons = reasons or {}
+    items = sorted(
+        items,
+        key=lambda i: (
+            i.rating_key in reasons,
+            not i.title.lower().startswith(needle),
+            i.title_sort,
+        ),
+    )
     shown = items[:limit]
     hub: dict[str, Any] = {
         "title": title,
@@ -270,6 +286,11 @@ def hub_json(
             data = item_json(item, library, with_section=True)
             # a string in captures [inferred]
             data["score"] = "0.95" if item.title.lower().startswith(needle) else "0.70"
+            if item.rating_key in reasons:
+                reason, tag = reasons[item.rating_key]
+                data["reason"], data["reasonTitle"] = reason, tag
+                data["reasonID"] = library.tag_id(tag)
+                data["score"] = "0.50"
             hub["Metadata"].append(data)
     return hub
 
@@ -277,7 +298,9 @@ def hub_json(
 def tag_hub_json(
     library: Library, title: str, kind: str, tag_type: int, names: list[str], limit: int
 ) -> dict[str, Any]:
-    """A tag hub (actors, genres): `Directory` entries with `tag`, `id`, `filter` (§1.5)."""
+    """A tag hub (actors, directors, genres): `Directory` entries with `tag`, `id`, `filter`
+    and `tagType` (§1.5); people have a `thumb` (the reference's actor entry), genres none
+    [inferred: a genre has no picture]."""
     shown = sorted(names)[:limit]
     hub: dict[str, Any] = {
         "title": title,
@@ -289,16 +312,19 @@ def tag_hub_json(
         "style": "shelf",
     }
     if shown:
-        hub["Directory"] = [
-            {
+        hub["Directory"] = []
+        for name in shown:
+            entry: dict[str, Any] = {
                 "id": library.tag_id(name),
                 "filter": f"{kind}={library.tag_id(name)}",
                 "tag": name,
                 "tagType": tag_type,
-                "thumb": f"https://metadata-static.plex.tv/people/{library.tag_id(name)}.jpg",
             }
-            for name in shown
-        ]
+            if kind in ("actor", "director"):
+                entry["thumb"] = (
+                    f"https://metadata-static.plex.tv/people/{library.tag_id(name)}.jpg"
+                )
+            hub["Directory"].append(entry)
     return hub
 
 
