@@ -91,8 +91,8 @@ def create_app(
     https = config.server.base_url.startswith("https://")
     app = web.Application(
         middlewares=[
+            request_id_middleware,  # first: the access line of every request carries its id
             forwarded_headers(config.server.trusted_proxies),
-            request_id_middleware,
             security_headers(https=https),
             error_middleware,
             session_middleware(DatabaseSessionStorage(auth.sessions, secure=https)),

@@ -17,10 +17,14 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web import BaseRequest, RequestKey, StreamResponse
 
 request_id_var: ContextVar[str | None] = ContextVar("medianest_request_id", default=None)
 REQUEST_ID = RequestKey("request_id", str)
+# what a request's access line says (request id, the client behind a trusted proxy, a path with
+# its secret blanked): one dict, shared by the request aiohttp logs and every clone of it
+LOG_FIELDS = RequestKey("log_fields", dict[str, str])
 ACCESS_LOGGER = "medianest.access"
 
 REDACTED = "***"
@@ -86,7 +90,21 @@ class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = request_id_var.get()
+        _quieten_bad_requests(record)
         return True
+
+
+def _quieten_bad_requests(record: logging.LogRecord) -> None:
+    """aiohttp logs a request its parser refuses (a 20 KB header, garbage) as an ERROR with a
+    traceback: that is the client's mistake, worth one WARNING line, not a stack."""
+    if record.name != "aiohttp.server" or not record.exc_info:
+        return
+    error = record.exc_info[1]
+    if isinstance(error, HttpProcessingError):
+        reason = str(error.message).splitlines()[0][:200] if error.message else ""
+        record.msg, record.args = "malformed request refused: %s %s", (error.code, reason)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -102,7 +120,8 @@ class TextFormatter(logging.Formatter):
     """`2026-11-21T05:52:36.123Z INFO medianest.web request finished request_id=… status=200`."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [_timestamp(record), record.levelname, record.name, record.getMessage()]
+        message = escape_controls(record.getMessage())
+        parts = [_timestamp(record), record.levelname, record.name, message]
         fields = _extras(record)
         if record.request_id:  # type: ignore[attr-defined]
             fields = {"request_id": record.request_id, **fields}  # type: ignore[attr-defined]
@@ -113,9 +132,18 @@ class TextFormatter(logging.Formatter):
         return redactor(line)
 
 
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str) -> str:
+    """Control characters as `\\x1b`: a path or a name from outside cannot move the cursor,
+    recolour a terminal or start a line that looks like another record."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _text_value(value: Any) -> str:
-    text = str(value)
-    return json.dumps(text) if (not text or any(c in text for c in ' "=\n')) else text
+    text = escape_controls(str(value))
+    return json.dumps(text) if (not text or any(c in text for c in ' "=')) else text
 
 
 class JsonFormatter(logging.Formatter):
@@ -161,20 +189,18 @@ class AccessLogger(AbstractAccessLogger):
     """One structured line per request, carrying its request id. The query string is left out."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        path = request.path
-        match_info = getattr(request, "match_info", None)
-        secret = match_info.get("secret") if match_info else None
-        if secret:  # webhook secrets travel in the path
-            path = path.replace(secret, REDACTED)
+        # a request the HTTP parser refused (a 20 KB header) never passed a middleware: its
+        # line has no request id, and nothing here may assume routing happened
+        fields = request.get(LOG_FIELDS) or {}
         self.logger.info(
             "request",
             extra={
-                "request_id": request.get(REQUEST_ID),
+                "request_id": fields.get("request_id"),
                 "method": request.method,
-                "path": path,
+                "path": fields.get("path", request.path),
                 "status": response.status,
                 "duration_ms": round(time * 1000, 2),
-                "remote": request.remote,
+                "remote": fields.get("remote", request.remote),
             },
         )
 

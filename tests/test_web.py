@@ -8,6 +8,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -15,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from medianest_server.app import create_app
 from medianest_server.appkeys import DB
-from medianest_server.config import Config
+from medianest_server.config import Config, load_config
 from medianest_server.logs import access_log_options, configure_logging
 from medianest_server.plugins.loader import Candidate
 
@@ -169,3 +170,76 @@ async def test_first_visit_leads_to_setup_whose_stylesheet_is_served(client: Tes
     css = await client.get(href)
     assert css.status == 200
     assert css.content_type == "text/css"
+
+
+@pytest.fixture
+def text_log() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = configure_logging("info", "text", stream=stream)
+    yield stream
+    logging.getLogger().removeHandler(handler)
+
+
+async def _access_line(stream: io.StringIO, needle: str) -> str:
+    """The access line that mentions `needle` (written just after the response: bounded wait)."""
+    for _ in range(300):
+        for line in stream.getvalue().splitlines():
+            if "medianest.access request" in line and needle in line:
+                return line
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no access line with {needle!r} in:\n{stream.getvalue()}")
+
+
+async def test_control_characters_from_outside_are_escaped_in_the_log(
+    client: TestClient, text_log: io.StringIO
+) -> None:
+    """A path with an ESC sequence or a NUL cannot recolour the admin's terminal or forge a
+    line: it is written as \\x1b."""
+    await client.get("/nothing%1b%5b31mRED", headers={"X-Request-ID": "req-esc"})
+    await client.get("/nul%00here", headers={"X-Request-ID": "req-nul"})
+    escaped = await _access_line(text_log, "req-esc")
+    assert "\x1b" not in text_log.getvalue() and "\x00" not in text_log.getvalue()
+    assert "\\x1b[31mRED" in escaped
+    assert "\\x00here" in await _access_line(text_log, "req-nul")
+
+
+async def test_behind_a_trusted_proxy_the_access_line_names_the_client_and_the_request(
+    aiohttp_client: Any, write_config: Any, log_stream: io.StringIO
+) -> None:
+    config = load_config(write_config(server={"trusted_proxies": ["127.0.0.1"]}), environ={})
+    server = TestServer(create_app(config, plugins=[], environ={}))
+    await server.start_server(**access_log_options())
+    proxied = await aiohttp_client(server)
+    await proxied.get(
+        "/health/live", headers={"X-Forwarded-For": "203.0.113.5", "X-Request-ID": "req-proxy"}
+    )
+    for _ in range(300):
+        lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+        access = [li for li in lines if li["logger"] == "medianest.access"]
+        if access:
+            break
+        await asyncio.sleep(0.01)
+    assert access[-1]["request_id"] == "req-proxy"
+    assert access[-1]["remote"] == "203.0.113.5"
+
+
+async def test_a_request_the_parser_refuses_is_logged_not_crashed_on(
+    client: TestClient, text_log: io.StringIO
+) -> None:
+    """A 20 KB header: aiohttp answers 400 (or 431) before any middleware; the access logger
+    writes its line instead of raising AssertionError on the missing route."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(
+        b"GET /big HTTP/1.1\r\nHost: x\r\nX-Big: "
+        + b"a" * 20_000
+        + b"\r\nConnection: close\r\n\r\n"
+    )
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), timeout=5)
+    writer.close()
+    assert status_line.split()[1] in (b"400", b"431")
+    line = await _access_line(text_log, "status=400")  # aiohttp's stand-in request: path /
+    assert "method=UNKNOWN" in line
+    logged = text_log.getvalue()
+    assert "AssertionError" not in logged and "Traceback" not in logged
+    assert "WARNING aiohttp.server malformed request refused: 400 Got more than 8190" in logged

@@ -20,7 +20,7 @@ from aiohttp.typedefs import Handler
 from yarl import URL
 
 from ..errors import MediaNestError
-from ..logs import REQUEST_ID, request_id_var
+from ..logs import LOG_FIELDS, REQUEST_ID, request_id_var
 from .templating import STATIC_DIR, error_page_context
 
 log = logging.getLogger("medianest.web")
@@ -75,6 +75,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     supplied = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = supplied if _VALID_REQUEST_ID.match(supplied) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
+    request[LOG_FIELDS] = {"request_id": request_id}  # the access line's; clones share it
     token = request_id_var.set(request_id)
     try:
         response = await handler(request)

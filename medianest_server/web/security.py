@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from ..logs import LOG_FIELDS
+
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
@@ -72,6 +74,9 @@ def forwarded_headers(trusted: Iterable[str]) -> Middleware:
             hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
             client = next((h for h in reversed(hops) if not is_trusted(h)), hops[0])
             changes["remote"] = client
+            fields = request.get(LOG_FIELDS)
+            if fields is not None:  # the access line names the client, not the proxy
+                fields["remote"] = client
         proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
         if proto in ("http", "https"):
             changes["scheme"] = proto

@@ -15,6 +15,7 @@ import logging
 from aiohttp import web
 
 from ..appkeys import SERVICES
+from ..logs import LOG_FIELDS, REDACTED
 from ..plugins.types import Webhook
 from ..routing import Handler, Routes
 from .access import mount_routes
@@ -48,6 +49,9 @@ def _guard(plugin: str, hook: Webhook) -> Handler:
     async def checked(request: web.Request) -> web.StreamResponse:
         expected = webhook_secret(request.app, plugin, hook.name)
         given = request.match_info.get("secret", "")
+        fields = request.get(LOG_FIELDS)
+        if given and fields is not None:  # the secret travels in the path: not into the log
+            fields["path"] = request.path.replace(given, REDACTED)
         if not given and hook.secret_header:
             given = request.headers.get(hook.secret_header, "")
         if not hmac.compare_digest(given.encode(), expected.encode()):
