@@ -153,6 +153,7 @@ def _context(record: PluginRecord, services: Services) -> PluginContext:
         data_dir=services.config.data_dir / "plugins" / name,
         services=services.registry,
         notifications=services.notifications,
+        base_url=services.config.server.base_url,
     )
 
 

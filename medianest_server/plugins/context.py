@@ -72,7 +72,9 @@ class PluginContext:
       `ratelimiter`: the shared rate limiter; `clock`: the time (tests move it);
     - `data_dir`: a folder of the plugin's own, created at start;
     - `log`: a logger named `medianest.plugins.<name>`;
-    - `services`: services other plugins publish (`ctx.services.get("plex", PlexLibrary)`).
+    - `services`: services other plugins publish (`ctx.services.get("plex", PlexLibrary)`);
+    - `base_url`: the address people use (`[server] base_url`); build absolute URLs with
+      `ctx.absolute_url(path)`, never from a request's Host header, which anyone can set.
     """
 
     name: str
@@ -90,6 +92,7 @@ class PluginContext:
     accounts: AccountLinks | None = None
     notifications: Notifications | None = None
     settings_writer: SettingsWriter | None = None
+    base_url: str = "http://127.0.0.1:8080"
     log: logging.Logger = field(init=False)
 
     def __post_init__(self) -> None:
@@ -108,6 +111,13 @@ class PluginContext:
         if self.accounts is None:
             raise RuntimeError("sign-in is not available in this context")
         return await self.accounts.sign_in(request, identity)
+
+    def absolute_url(self, path: str) -> str:
+        """`path` (with its query) as an absolute URL on `[server] base_url`: for addresses
+        handed to another site (a sign-in's return address, a webhook to register)."""
+        if not path.startswith("/"):
+            raise ValueError(f"path must start with '/': {path!r}")
+        return self.base_url.rstrip("/") + path
 
     async def save_settings(self, values: Mapping[str, str]) -> str:
         """Save some of this plugin's settings to `medianest.toml` and apply them now.

@@ -125,7 +125,8 @@ def build_routes(ctx: PluginContext) -> Routes:
             return await failed(request, title, message, status, forget_pin=False)
         nonce = secrets.token_urlsafe(24)  # binds the PIN to this browser
         ttl = max(60, min(pin.expires_in or 900, 3600))
-        forward = str(request.url.with_path("/plex/login/check").with_query({"pin": str(pin.id)}))
+        # on base_url, never the Host header: Plex sends the browser wherever this says
+        forward = ctx.absolute_url(f"/plex/login/check?pin={pin.id}")
         stored = {
             "id": pin.id,
             "code": pin.code,

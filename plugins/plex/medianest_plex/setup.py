@@ -214,7 +214,7 @@ def add_setup_routes(routes: Routes, ctx: PluginContext) -> None:
         await ctx.cache.set(
             f"setup-pin:{user.id}", {"id": pin.id, "code": pin.code}, SETUP_TTL_SECONDS
         )
-        back = str(request.url.with_path("/plex/setup/check").with_query(None))
+        back = ctx.absolute_url("/plex/setup/check")  # base_url, never the Host header
         raise web.HTTPSeeOther(client.auth_url(pin, forward_url=back))
 
     @routes.page("/setup/check", access="admin", setup=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from typing import Any
+from urllib.parse import parse_qs
 
 from aiohttp.test_utils import TestServer
 from medianest_server.plugin_api import ManualClock
@@ -330,3 +331,14 @@ async def test_a_plex_name_with_accents_becomes_a_plain_username(
     assert signed_in.status == 303
     me = await (await anonymous_client.get("/api/v1/me")).json()
     assert me["username"] == "Zoe"
+
+
+async def test_the_plex_return_address_is_built_from_base_url_not_the_host_header(
+    anonymous_client: MediaNestClient, medianest_config: Any
+) -> None:
+    page = await anonymous_client.get("/plex/login", headers={"Host": "evil.example"})
+    text = html.unescape(await page.text())
+    auth = text.split('class="button" href="', 1)[1].split('"', 1)[0]
+    forward = parse_qs(auth.split("#?", 1)[1])["forwardUrl"][0]
+    assert forward.startswith(f"{medianest_config.server.base_url}/plex/login/check?pin=")
+    assert "evil.example" not in text
