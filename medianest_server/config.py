@@ -299,6 +299,14 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [f"invalid TOML: {exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            str(path),
+            [
+                f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}; "
+                "save the file as UTF-8"
+            ],
+        ) from exc
 
 
 def load_config(path: Path | None = None, *, environ: Mapping[str, str] | None = None) -> Config:
@@ -516,6 +524,21 @@ INIT_HEADER = """\
 """
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    """Write `path` readable by its owner only from the first byte (it holds secrets): created
+    0600, or made 0600 before it is truncated if it existed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.ftruncate(fd, 0)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_config_file(path: Path, document: Mapping[str, Any], *, header: str = "") -> Path | None:
     """Write TOML atomically (temp file, fsync, rename); the previous file is kept as `.bak`.
 
@@ -534,8 +557,7 @@ def write_config_file(path: Path, document: Mapping[str, Any], *, header: str = 
         os.chmod(tmp_name, 0o600)
         if path.exists():
             backup = path.with_name(path.name + ".bak")
-            backup.write_bytes(path.read_bytes())
-            os.chmod(backup, 0o600)
+            _write_private(backup, path.read_bytes())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -383,3 +383,11 @@ def test_a_busy_port_says_which_setting_to_change(write_config) -> None:
         "choose another port with --port"
     ) in result.stderr
     assert "Errno" not in result.stderr
+
+
+def test_check_says_a_config_that_is_not_utf8_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "medianest.toml"
+    path.write_bytes(b'[server]\nsecret_key = "caf\xe9 0123456789abcdefghijklmnopqrstuvwxyz"\n')
+    result = run("check", "--config", str(path))
+    assert result.returncode == 2
+    assert "not UTF-8 text" in result.stdout and "Traceback" not in result.stdout + result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import tomllib
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from medianest_server.cli import main
-from medianest_server.config import SECTIONS, ConfigError, load_config
+from medianest_server.config import SECTIONS, ConfigError, load_config, write_config_file
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "medianest.toml.example"
@@ -204,3 +205,30 @@ def test_configuration_doc_covers_every_setting_and_the_environment() -> None:
     for section, schema in SECTIONS.items():
         for key in schema().fields:
             assert f"`{key}`" in docs, f"{section}.{key} is not documented"
+
+
+def test_a_config_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "medianest.toml"
+    path.write_bytes(
+        '[server]\nsecret_key = "caf\u00e9 latin-1 0123456789abcdefghij"\n'.encode("latin-1")
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert "not UTF-8 text: byte 0xe9 at offset" in str(caught.value)
+    assert "save the file as UTF-8" in str(caught.value)
+
+
+def test_the_backup_is_private_from_its_first_byte(tmp_path: Path) -> None:
+    path = tmp_path / "medianest.toml"
+    path.write_text('[server]\nsecret_key = "old"\n')
+    backup = tmp_path / "medianest.toml.bak"
+    backup.write_text("an older backup")
+    backup.chmod(0o644)
+    old_umask = os.umask(0)
+    try:
+        write_config_file(path, {"server": {"secret_key": "new"}})
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert backup.read_text() == '[server]\nsecret_key = "old"\n'

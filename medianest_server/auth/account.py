@@ -18,7 +18,8 @@ async def change_password(
     keep_session: str | None,
     ip: str | None,
 ) -> int:
-    """Change the password; every other session ends. Returns how many ended.
+    """Change the password; every other session and every personal API token ends. Returns
+    how many sessions ended.
 
     Wrong current passwords count like failed sign-ins, so a stolen session cannot be used to
     guess the password at the API's pace.
@@ -31,8 +32,12 @@ async def change_password(
     async with limits.attempt(user.username, None, counts=wrong_current):
         await auth.users.change_password(user, current, new)
     ended = await auth.sessions.revoke_all(user.id, except_id=keep_session)
+    tokens = await auth.api_tokens.revoke_all(user.id)  # a leaked token dies with the password
     await auth.audit.record(
-        "auth.password.changed", actor=user, ip=ip, details={"sessions_ended": ended}
+        "auth.password.changed",
+        actor=user,
+        ip=ip,
+        details={"sessions_ended": ended, "tokens_revoked": tokens},
     )
     return ended
 

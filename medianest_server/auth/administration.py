@@ -41,7 +41,8 @@ async def update_user(
     disabled: bool | None = None,
     ip: str | None,
 ) -> UserDetails:
-    """Change role and/or disabled; disabling ends every session of that user at once."""
+    """Change role and/or disabled; disabling ends every session and API token of that user
+    at once."""
     before = await auth.users.details(user_id)
     user = await auth.users.update(actor, user_id, role=role, disabled=disabled)
     if user.role != before.user.role:
@@ -61,8 +62,9 @@ async def update_user(
             target_type="user",
             target_id=user_id,
         )
-        if user.disabled:
+        if user.disabled:  # every way in ends: sessions and personal API tokens
             await auth.sessions.revoke_all(user_id)
+            await auth.api_tokens.revoke_all(user_id)
     return await auth.users.details(user_id)
 
 

@@ -153,6 +153,17 @@ class ApiTokenService:
             await self.cache.changed(user_id)
         return changed > 0
 
+    async def revoke_all(self, user_id: int) -> int:
+        """Revoke every token of the user (password changed, account disabled); how many."""
+        changed = await self.db.execute(
+            "UPDATE api_tokens SET revoked_at = :now WHERE user_id = :user_id"
+            " AND revoked_at IS NULL",
+            {"now": self.clock.now(), "user_id": user_id},
+        )
+        if changed:
+            await self.cache.changed(user_id)
+        return changed
+
 
 class AccessTokens:
     """Short-lived JWTs for API clients, tied to an API session (revoking it ends them)."""

@@ -45,9 +45,19 @@ def security_headers(*, https: bool) -> Middleware:
             response.headers.update(headers)
             if chosen in OPENER_POLICIES:
                 response.headers["Cross-Origin-Opener-Policy"] = chosen
+            if "Cache-Control" not in response.headers and not _cacheable(request):
+                # pages carry a CSRF token and a person's data, JSON answers tokens and
+                # secrets: never kept by a browser, a proxy or the back button's cache
+                response.headers["Cache-Control"] = "no-store"
         return response
 
     return add_headers
+
+
+def _cacheable(request: web.Request) -> bool:
+    """Static files (versioned URLs) may be cached; everything else is answered no-store
+    unless its handler chose otherwise (the Plex image proxy: private, a month)."""
+    return request.path.startswith("/static/") or request.path == "/favicon.ico"
 
 
 def forwarded_headers(trusted: Iterable[str]) -> Middleware:

@@ -329,3 +329,47 @@ async def test_ids_past_what_a_database_holds_are_404_not_500(site: Site) -> Non
         assert response.status == 404, (method, path, response.status)
     unicode_digits = await client.get("/api/v1/admin/users/\u0661\u0662", headers=bearer(token))
     assert unicode_digits.status == 404
+
+
+async def test_answers_with_secrets_and_signed_in_pages_are_never_cached(site: Site) -> None:
+    await site.create_user("alice")
+    client = await site.browser()
+    issued = await client.post(
+        "/api/v1/auth/token", json={"username": "alice", "password": USER_PASSWORD}
+    )
+    assert issued.status == 200 and issued.headers["Cache-Control"] == "no-store"
+    access = (await issued.json())["access_token"]
+    created = await client.post("/api/v1/me/tokens", json={"name": "ha"}, headers=bearer(access))
+    assert created.status in (200, 201) and created.headers["Cache-Control"] == "no-store"
+    browser = await site.sign_in("alice", USER_PASSWORD)
+    for path in ("/", "/profile", "/notifications"):
+        page = await browser.get(path)
+        assert page.headers["Cache-Control"] == "no-store", path
+    icon = await browser.get("/favicon.ico")
+    assert icon.headers["Cache-Control"].startswith("public")
+
+
+async def test_personal_tokens_end_with_a_password_change_or_a_disabled_account(
+    site: Site,
+) -> None:
+    alice = await site.create_user("alice")
+    first, _ = await site.auth.api_tokens.create(alice.id, "script")
+    client = await site.browser()
+    assert (await client.get("/api/v1/me", headers=bearer(first))).status == 200
+    access = (await site.tokens("alice", USER_PASSWORD))["access_token"]
+    changed = await client.post(
+        "/api/v1/me/password",
+        json={"current_password": USER_PASSWORD, "new_password": "a new long password"},
+        headers=bearer(access),
+    )
+    assert changed.status in (200, 204), await changed.text()
+    assert (await client.get("/api/v1/me", headers=bearer(first))).status == 401
+
+    second, _ = await site.auth.api_tokens.create(alice.id, "script again")
+    _, admin_token = await _admin_token(site)
+    disabled = await client.patch(
+        f"/api/v1/admin/users/{alice.id}", json={"disabled": True}, headers=bearer(admin_token)
+    )
+    assert disabled.status == 200
+    assert (await client.get("/api/v1/me", headers=bearer(second))).status == 401
+    assert await site.count("api_tokens", "user_id = :u AND revoked_at IS NULL", u=alice.id) == 0
