@@ -279,7 +279,10 @@ class FakePlexServer(Library, FakeService):
         default_size: int | None = None,
     ) -> web.Response:
         """One page of `items`: `offset`, `size`, `totalSize` in the body and the paging
-        headers echoed when the client paged (§1.4). `Size=0` answers the total only."""
+        headers echoed when the client paged (§1.4). `Size=0` answers the total only. The
+        reference names `X-Plex-Container-Start` and `X-Plex-Container-Total-Size` as the
+        answer's headers and is silent on an `X-Plex-Container-Size` one: the fake sends none
+        (the page's size is `size` in the body)."""
         start, size, paged = paging(request.headers, request.query)
         if size is None:
             size = default_size
