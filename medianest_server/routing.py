@@ -31,14 +31,16 @@ ACCESS_LEVELS: tuple[str, ...] = get_args(Access)
 @dataclass(frozen=True)
 class RouteDoc:
     """What the API description says about a route: marshmallow schemas (classes or instances)
-    of its JSON body, its query string and its answer, and a summary (default: the handler's
-    first docstring line)."""
+    of its JSON body, its query string and its answer, a summary (default: the handler's
+    first docstring line), and `errors`: statuses the handler itself may answer beyond those
+    its access and input imply (409 for a name taken, 502/503 for an upstream)."""
 
     body: Any = None
     query: Any = None
     response: Any = None
     summary: str | None = None
     status: int = 200
+    errors: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class Routes:
         response: Any = None,
         summary: str | None = None,
         status: int = 200,
+        errors: tuple[int, ...] = (),
         setup: bool = False,
     ) -> Callable[[Handler], Handler]:
         if access not in ACCESS_LEVELS:
@@ -79,7 +82,7 @@ class Routes:
         if not path.startswith("/"):
             raise ValueError(f"route path must start with '/': {path!r}")
 
-        doc = RouteDoc(body, query, response, summary, status)
+        doc = RouteDoc(body, query, response, summary, status, tuple(errors))
 
         def register(handler: Handler) -> Handler:
             self.specs.append(
@@ -92,31 +95,36 @@ class Routes:
     def get(
         self, path: str, *, access: Access, name: str | None = None, **doc: Any
     ) -> Callable[[Handler], Handler]:
-        """A JSON route; `doc` takes `body`, `query`, `response` schemas, `summary`, `status`."""
+        """A JSON route; `doc` takes `body`, `query`, `response` schemas, `summary`, `status`,
+        `errors`."""
         return self.route("GET", path, access=access, name=name, **doc)
 
     def post(
         self, path: str, *, access: Access, name: str | None = None, **doc: Any
     ) -> Callable[[Handler], Handler]:
-        """A JSON route; `doc` takes `body`, `query`, `response` schemas, `summary`, `status`."""
+        """A JSON route; `doc` takes `body`, `query`, `response` schemas, `summary`, `status`,
+        `errors`."""
         return self.route("POST", path, access=access, name=name, **doc)
 
     def put(
         self, path: str, *, access: Access, name: str | None = None, **doc: Any
     ) -> Callable[[Handler], Handler]:
-        """A JSON route; `doc` takes `body`, `query`, `response` schemas, `summary`, `status`."""
+        """A JSON route; `doc` takes `body`, `query`, `response` schemas, `summary`, `status`,
+        `errors`."""
         return self.route("PUT", path, access=access, name=name, **doc)
 
     def patch(
         self, path: str, *, access: Access, name: str | None = None, **doc: Any
     ) -> Callable[[Handler], Handler]:
-        """A JSON route; `doc` takes `body`, `query`, `response` schemas, `summary`, `status`."""
+        """A JSON route; `doc` takes `body`, `query`, `response` schemas, `summary`, `status`,
+        `errors`."""
         return self.route("PATCH", path, access=access, name=name, **doc)
 
     def delete(
         self, path: str, *, access: Access, name: str | None = None, **doc: Any
     ) -> Callable[[Handler], Handler]:
-        """A JSON route; `doc` takes `body`, `query`, `response` schemas, `summary`, `status`."""
+        """A JSON route; `doc` takes `body`, `query`, `response` schemas, `summary`, `status`,
+        `errors`."""
         return self.route("DELETE", path, access=access, name=name, **doc)
 
     def page(

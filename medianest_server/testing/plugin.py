@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -202,11 +203,27 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
+def medianest_port() -> int:
+    """The port the app under test listens on (free when asked), so that `[server] base_url`
+    is the address the tests reach: links, return addresses and webhooks point back to it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
 def medianest_config(
-    tmp_path: Path, medianest_settings: dict[str, Any], medianest_database_url: str
+    tmp_path: Path,
+    medianest_settings: dict[str, Any],
+    medianest_database_url: str,
+    medianest_port: int,
 ) -> Config:
     raw: dict[str, Any] = {
-        "server": {"secret_key": TEST_SECRET, "data_dir": str(tmp_path / "data")},
+        "server": {
+            "secret_key": TEST_SECRET,
+            "data_dir": str(tmp_path / "data"),
+            "port": medianest_port,
+        },
         "database": {"url": medianest_database_url},
     }
     for section, values in medianest_settings.items():
@@ -228,7 +245,7 @@ async def medianest_app(
     if missing:
         pytest.fail(f"plugins not installed (no 'medianest' entry point): {sorted(missing)}")
     app = create_app(medianest_config, plugins=candidates, environ={}, clock=clock)
-    server = TestServer(app, host="127.0.0.1")
+    server = TestServer(app, host="127.0.0.1", port=medianest_config.server.port)
     await server.start_server()
     yield server
     await server.close()

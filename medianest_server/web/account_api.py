@@ -84,7 +84,13 @@ async def sign_in_checked(request: web.Request, username: str, password: str) ->
     return user
 
 
-@routes.post("/api/v1/auth/token", access="public", body=Credentials, response=TokenPair)
+@routes.post(
+    "/api/v1/auth/token",
+    access="public",
+    body=Credentials,
+    response=TokenPair,
+    errors=(401, 429),
+)
 async def issue_token(request: web.Request) -> web.Response:
     """Trade a username and password for an access token (15 min) and a refresh token."""
     body = await load_json(request, Credentials())
@@ -108,7 +114,13 @@ async def issue_token(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/api/v1/auth/refresh", access="public", body=RefreshRequest, response=TokenPair)
+@routes.post(
+    "/api/v1/auth/refresh",
+    access="public",
+    body=RefreshRequest,
+    response=TokenPair,
+    errors=(401,),
+)
 async def refresh_token(request: web.Request) -> web.Response:
     """A new access token and a new refresh token; the old refresh token stops working."""
     body = await load_json(request, RefreshRequest())
@@ -125,7 +137,7 @@ async def refresh_token(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/api/v1/auth/logout", access="user", response=SignedOut)
+@routes.post("/api/v1/auth/logout", access="user", response=SignedOut, errors=(400,))
 async def logout(request: web.Request) -> web.Response:
     """End the caller's session (browser or API client)."""
     auth = _auth(request)

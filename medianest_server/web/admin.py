@@ -74,7 +74,14 @@ async def list_users(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/api/v1/admin/users", access="admin", body=NewUser, response=UserDetails, status=201)
+@routes.post(
+    "/api/v1/admin/users",
+    access="admin",
+    body=NewUser,
+    response=UserDetails,
+    status=201,
+    errors=(409,),
+)
 async def create_user(request: web.Request) -> web.Response:
     """A local account with a password (people with Plex accounts sign in with Plex instead)."""
     body = await load_json(request, NewUser())

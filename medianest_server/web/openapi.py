@@ -50,7 +50,13 @@ ERROR_RESPONSES = {
     401: ("Unauthorized", "Not signed in, or the credentials (or webhook secret) were refused."),
     403: ("Forbidden", "Only admins may do this, or the CSRF check failed (cookie sign-in)."),
     404: ("NotFound", "No such thing, or it belongs to someone else."),
-    429: ("TooManyRequests", "Over the API rate limit; `Retry-After` says when to try again."),
+    409: ("Conflict", "It clashes with what exists (a name taken, the last admin)."),
+    429: ("TooManyRequests", "Over a rate limit; `Retry-After` says when to try again."),
+    502: ("BadGateway", "The service behind it answered something MediaNest cannot use."),
+    503: (
+        "ServiceUnavailable",
+        "The plugin is not connected yet or not working, or the service behind it is down.",
+    ),
 }
 
 # aiohttp's `{name}` and `{name:regex}` (the regex may hold one level of `{m,n}` braces)
@@ -250,7 +256,8 @@ def _operation(
     if answer is not None:  # without a schema, say nothing of the body (it may be SSE)
         success["content"] = {JSON: {"schema": answer}}
     responses: dict[str, Any] = {str(doc.status): success}
-    for status in _error_statuses(info, has_input=doc.body is not None or doc.query is not None):
+    has_input = doc.body is not None or doc.query is not None
+    for status in sorted({*_error_statuses(info, has_input=has_input), *doc.errors}):
         responses[str(status)] = ERROR_RESPONSES[status][0]
     operation["responses"] = responses
     if info.access != "public":
@@ -287,6 +294,8 @@ def _error_statuses(info: MountedRoute, *, has_input: bool) -> list[int]:
         statuses.append(404)
     if info.access != "public" and info.path.startswith("/api/"):
         statuses.append(429)
+    if not info.plugin.startswith("core"):  # a plugin's routes: not connected, or failed
+        statuses.append(503)
     return statuses
 
 

@@ -262,28 +262,30 @@ def build_routes(ctx: PluginContext) -> Routes:
         assert user is not None  # access="user"
         return user
 
-    @routes.get("/libraries", access="user")
+    @routes.get("/libraries", access="user", errors=UPSTREAM)
     async def api_libraries(request: web.Request) -> web.Response:
         return web.json_response({"libraries": await ready().sections(who(request))})
 
-    @routes.get("/libraries/{section:[0-9]+}/items", access="user")
+    @routes.get(
+        "/libraries/{section:[0-9]+}/items", access="user", query=BrowseQuery, errors=UPSTREAM
+    )
     async def api_browse(request: web.Request) -> web.Response:
         args = browse_args(request)
         page = await ready().browse(who(request), key(request, "section"), **args)
         return web.json_response(page)
 
-    @routes.get("/items/{key:[0-9]+}", access="user")
+    @routes.get("/items/{key:[0-9]+}", access="user", errors=UPSTREAM)
     async def api_item(request: web.Request) -> web.Response:
         return web.json_response(await ready().item(who(request), key(request, "key")))
 
-    @routes.get("/search", access="user")
+    @routes.get("/search", access="user", query=SearchQuery, errors=UPSTREAM)
     async def api_search(request: web.Request) -> web.Response:
-        query = request.query.get("q", "")
+        query = load_query(request, SearchQuery())["q"]
         return web.json_response(
             {"query": query, "items": await ready().search(who(request), query)}
         )
 
-    @routes.get("/recent", access="user")
+    @routes.get("/recent", access="user", query=RecentQuery, errors=UPSTREAM)
     async def api_recent(request: web.Request) -> web.Response:
         query = load_query(request, RecentQuery())
         section = str(query["section"]) if query.get("section") else None
@@ -292,7 +294,7 @@ def build_routes(ctx: PluginContext) -> Routes:
 
     # -- collections -------------------------------------------------------------------
 
-    @routes.get("/collections", access="user")
+    @routes.get("/collections", access="user", query=CollectionsQuery, errors=UPSTREAM)
     async def api_collections(request: web.Request) -> web.Response:
         query = load_query(request, CollectionsQuery())
         section = str(query["section"])
@@ -301,11 +303,11 @@ def build_routes(ctx: PluginContext) -> Routes:
             items = [c for c in items if c["mine"]]
         return web.json_response({"section": section, "collections": items})
 
-    @routes.get("/collections/{id:[0-9]+}", access="user")
+    @routes.get("/collections/{id:[0-9]+}", access="user", errors=UPSTREAM)
     async def api_collection(request: web.Request) -> web.Response:
         return web.json_response(await ready().collection(who(request), key(request, "id")))
 
-    @routes.post("/collections", access="admin", status=201)
+    @routes.post("/collections", access="admin", status=201, body=NewCollection, errors=UPSTREAM)
     async def api_create_collection(request: web.Request) -> web.Response:
         body = await load_json(request, NewCollection())
         plex = ready()
@@ -315,7 +317,7 @@ def build_routes(ctx: PluginContext) -> Routes:
             )
         return web.json_response(await plex.collection(who(request), created), status=201)
 
-    @routes.post("/collections/{id:[0-9]+}/items", access="admin")
+    @routes.post("/collections/{id:[0-9]+}/items", access="admin", body=MoreItems, errors=UPSTREAM)
     async def api_add_items(request: web.Request) -> web.Response:
         body = await load_json(request, MoreItems())
         plex, collection = ready(), key(request, "id")
@@ -516,6 +518,14 @@ def webhook_handler(ctx: PluginContext) -> Callable[[web.Request], Awaitable[web
 def key(request: web.Request, name: str) -> str:
     """A Plex key from the path (section, rating key, collection): ASCII digits, bounded."""
     return str(path_id(request, name))
+
+
+# what a Plex call may answer besides the route's own statuses: Plex refused or is down
+UPSTREAM = (502, 503)
+
+
+class SearchQuery(Schema):
+    q = fields.String(load_default="", validate=validate.Length(max=200))
 
 
 class RecentQuery(Schema):
