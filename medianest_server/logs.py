@@ -30,14 +30,16 @@ ACCESS_LOGGER = "medianest.access"
 REDACTED = "***"
 _MIN_SECRET_LENGTH = 6
 
-# credentials that appear in text: key=value / "key": "value" pairs, URL user info, bearer tokens
+# credential *values* as they appear in structured text: `key=value` (query strings, our
+# key=value log fields), `"key": "value"` (JSON), URL user info, bearer and basic credentials.
+# Prose is left alone: "api_key: Missing data for required field." names a key, it holds no
+# value, and used to come out as "api_key: *** data ...".
+_KEYS = r"(?:password|passwd|secret|token|api[_-]?key|x-plex-token|authorization)"
 _PATTERNS = [
-    re.compile(
-        r"(?i)((?:password|passwd|secret|token|api[_-]?key|x-plex-token|authorization)"
-        r"[\"']?\s*[:=]\s*[\"']?)(?!\*\*\*)([^\s\"'&,;]+)"
-    ),
+    re.compile(rf"(?i)(\b{_KEYS}\s*=\s*)(?!\*\*\*)([^\s\"'&,;]+)"),
+    re.compile(rf"(?i)([\"']{_KEYS}[\"']\s*:\s*[\"'])(?!\*\*\*)([^\"']+)"),
     re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)([^@\s/]+)(@)"),
-    re.compile(r"(?i)(\bbearer\s+)([A-Za-z0-9._~+/=-]+)"),
+    re.compile(r"(?i)(\b(?:bearer|basic)\s+)([A-Za-z0-9._~+/=-]{8,})"),
 ]
 
 _CREDENTIAL_WORDS = ("pass", "secret", "token", "key", "auth", "bearer", "://")

@@ -268,3 +268,27 @@ async def test_leader_only_task_runs_on_one_of_two_instances_sharing_redis(
         servers.append(await aiohttp_server(app))
     await wait_for(lambda: len(leader_task.runs) >= 5)
     assert len(set(leader_task.runs)) == 1, "both instances ran a leader-only task"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        # prose that names a key keeps its words
+        (
+            "plugins.sonarr.api_key: Missing data for required field.",
+            "plugins.sonarr.api_key: Missing data for required field.",
+        ),
+        ("the token was refused (/)", "the token was refused (/)"),
+        # values go, in every structured form
+        ("GET /x?X-Plex-Token=abc123def&y=1", "GET /x?X-Plex-Token=***&y=1"),
+        ('{"password": "hunter2", "user": "a"}', '{"password": "***", "user": "a"}'),
+        ("api_key=0123456789abcdef status=401", "api_key=*** status=401"),
+        ("Authorization: Bearer abcdefghijklmn", "Authorization: Bearer ***"),
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "Authorization: Basic ***"),
+        ("postgresql://u:pw123@host/db", "postgresql://u:***@host/db"),
+    ],
+)
+def test_log_redaction_blanks_values_never_message_words(line: str, expected: str) -> None:
+    from medianest_server.logs import redactor
+
+    assert redactor(line) == expected
