@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from .healthchecks import HealthRegistry
 from .logs import redactor
 from .plugins.context import PluginContext
 from .plugins.dispatch import EventDispatcher
-from .plugins.loader import Candidate, PluginManager, PluginRecord
+from .plugins.loader import Candidate, PluginManager, PluginRecord, valid_plugin_name
 from .plugins.runtime import AppSettingsWriter, collect_contributions
 from .plugins.status_record import record_statuses
 from .routing import Routes
@@ -117,6 +118,7 @@ def create_app(
         record.ctx.accounts = accounts
         record.ctx.settings_writer = writer
     _mount_plugin_routes(app, manager)
+    _mount_failed_placeholders(app, manager)
 
     # open event streams and sockets end first, or shutdown would wait out its grace period
     app.on_shutdown.append(realtime.close_connections)
@@ -155,6 +157,23 @@ def _context(record: PluginRecord, services: Services) -> PluginContext:
         notifications=services.notifications,
         base_url=services.config.server.base_url,
     )
+
+
+def _mount_failed_placeholders(app: web.Application, manager: PluginManager) -> None:
+    """A plugin that failed before its routes were known (import, register, config) still owns
+    its URL prefixes: they answer 503 with the reason (for admins), not 404."""
+    for record in list(manager.records.values()):
+        if record.builtin or record.status != "failed" or not valid_plugin_name(record.name):
+            continue
+        placeholder = Routes()
+        placeholder.route("*", "/{tail:.*}", access="public")(_unavailable)
+        placeholder.route("*", "/{tail:.*}", access="public", kind="page")(_unavailable)
+        with contextlib.suppress(access.RouteCollision):  # an active plugin answers there
+            access.mount_routes(app, record.name, placeholder, builtin=False)
+
+
+async def _unavailable(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPServiceUnavailable()  # never reached: the access check answers first
 
 
 def _mount_plugin_routes(app: web.Application, manager: PluginManager) -> None:

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from medianest_server.app import create_app
 from medianest_server.appkeys import HEALTH, PLUGINS, SERVICES
 from medianest_server.auth.models import User
+from medianest_server.auth.services import AUTH_SERVICES
 from medianest_server.config import Config, load_config
 from medianest_server.events import make_event
 from medianest_server.plugins.loader import Candidate
@@ -292,3 +293,30 @@ def test_log_redaction_blanks_values_never_message_words(line: str, expected: st
     from medianest_server.logs import redactor
 
     assert redactor(line) == expected
+
+
+async def test_a_plugin_that_failed_early_still_answers_503_and_shows_admins_why(
+    client: TestClient,
+) -> None:
+    """Failed at import or config: its routes were never known, yet its URL prefixes answer
+    503 (not 404), with the reason for admins, and the admin's dashboard has a card."""
+    auth = client.app[AUTH_SERVICES]
+    admin = await auth.users.create("admin", role="admin")
+    user = await auth.users.create("alice", role="user")
+    admin_token, _ = await auth.api_tokens.create(admin.id, "t")
+    user_token, _ = await auth.api_tokens.create(user.id, "t")
+    as_admin = {"Authorization": f"Bearer {admin_token}"}
+    as_user = {"Authorization": f"Bearer {user_token}"}
+    for name in ("bad_import", "bad_config"):
+        api = await client.get(f"/api/v1/{name}/anything", headers=as_user)
+        assert api.status == 503, name
+        message = (await api.json())["error"]["message"]
+        assert message.endswith("is not working right now. Please try again later.")
+        page = await client.get(f"/{name}/", headers=as_user)
+        assert page.status == 503
+        detailed = await client.get(f"/api/v1/{name}/anything", headers=as_admin)
+        assert "It failed at" in (await detailed.json())["error"]["message"]
+    dashboard = await (await client.get("/", headers=as_admin)).text()
+    assert "Bad Config is not working" in dashboard and "timeot_seconds" in dashboard
+    assert "Bad Import is not working" in dashboard
+    assert "is not working</h2>" not in await (await client.get("/", headers=as_user)).text()

@@ -571,6 +571,11 @@ def _parse_allow(value: str | None) -> frozenset[str] | None:
     return frozenset(part.strip() for part in value.split(",") if part.strip())
 
 
+def valid_plugin_name(name: str) -> bool:
+    """A name a plugin may have (its URL prefixes and table prefix)."""
+    return bool(_NAME.match(name)) and name not in RESERVED_NAMES
+
+
 def _check_name(name: str) -> None:
     if not _NAME.match(name):
         raise PluginFailure(

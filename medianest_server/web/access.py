@@ -125,5 +125,8 @@ def _require_running(request: web.Request, info: MountedRoute, user: User | None
             else "An admin needs to connect it first; please try again later."
         )
         raise NotConfigured(f"{record.title} is not connected yet. {then}")
-    then = "The Plugins page in the admin area says why." if admin else "Please try again later."
+    if admin and record.error:  # admins read the reason; people plain words
+        then = f"It failed at {record.stage or 'start'}: {record.error}"
+    else:
+        then = "Please try again later."
     raise web.HTTPServiceUnavailable(text=f"{record.title} is not working right now. {then}")

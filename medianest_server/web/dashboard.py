@@ -154,7 +154,13 @@ async def _render_dashboard(
     if card is not None:
         cards = [card if c.name == card.name else c for c in cards]
     installed = any(not r.builtin for r in request.app[PLUGINS].records.values())
+    broken = [
+        {"title": r.title, "name": r.name, "stage": r.stage, "error": r.error}
+        for r in request.app[PLUGINS].records.values()
+        if user.is_admin and not r.builtin and r.status == "failed"
+    ]
     context = {
+        "broken_plugins": broken,
         "widgets": await dashboard_widgets(request, user),
         "connect_cards": cards,
         "nothing_installed": user.is_admin and not installed,

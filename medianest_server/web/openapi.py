@@ -198,7 +198,11 @@ def build_document(app: web.Application) -> dict[str, Any]:
 
 def described_route(info: MountedRoute) -> bool:
     """Whether the document describes this route (when its plugin is active)."""
-    return info.kind == "api" and info.method != "HEAD" and info.path.startswith(DESCRIBED_PREFIXES)
+    return (
+        info.kind == "api"
+        and info.method not in ("HEAD", "*")  # "*": a failed plugin's placeholder (503)
+        and info.path.startswith(DESCRIBED_PREFIXES)
+    )
 
 
 def _order(info: MountedRoute) -> tuple[str, str, int]:
