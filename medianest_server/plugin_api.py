@@ -10,6 +10,7 @@ from __future__ import annotations
 from .auth.models import User
 from .cache import Cache
 from .clock import Clock, ManualClock, SystemClock
+from .connections import ConnectionLink, LiveConnection
 from .db import Connection, Database, DatabaseError, IntegrityError, Row
 from .errors import (
     Conflict,
@@ -26,11 +27,13 @@ from .hookspecs import hookimpl
 from .http import HttpClient, HttpResponse, UpstreamError
 from .jobs import Job, JobContext, JobQueue, Worker
 from .plugins.context import PluginContext, ServiceRegistry
+from .plugins.startup_retry import PluginNotReady
 from .plugins.types import (
     EventHandler,
     ExternalIdentity,
     HealthCheck,
     HealthResult,
+    LinkedIdentity,
     LoginProvider,
     NavItem,
     SearchGroup,
@@ -63,6 +66,7 @@ __all__ = [
     "Clock",
     "Conflict",
     "Connection",
+    "ConnectionLink",
     "Database",
     "DatabaseError",
     "Event",
@@ -80,6 +84,8 @@ __all__ = [
     "Job",
     "JobContext",
     "JobQueue",
+    "LinkedIdentity",
+    "LiveConnection",
     "LoginProvider",
     "ManualClock",
     "MediaNestError",
@@ -87,6 +93,7 @@ __all__ = [
     "NotConfigured",
     "NotFound",
     "PluginContext",
+    "PluginNotReady",
     "RateLimitResult",
     "RateLimiter",
     "Routes",

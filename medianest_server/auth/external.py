@@ -7,8 +7,8 @@ import unicodedata
 from datetime import datetime
 from typing import Any
 
-from ..errors import Unauthorized
-from ..plugins.types import ExternalIdentity
+from ..errors import Conflict, NotFound, Unauthorized
+from ..plugins.types import ExternalIdentity, LinkedIdentity
 from .models import User
 from .names import normalize_username
 from .services import AuthServices
@@ -125,3 +125,124 @@ async def identity_secret(auth: AuthServices, user_id: int, provider: str) -> st
         {"user_id": user_id, "provider": provider},
     )
     return auth.secrets.decrypt(stored) if stored else None
+
+
+async def linked_identity(auth: AuthServices, user_id: int, provider: str) -> LinkedIdentity | None:
+    """The user's account at `provider` (never its secret), or None."""
+    row = await auth.users.db.fetch_one(
+        "SELECT id, provider, subject, username, email FROM identities"
+        " WHERE user_id = :user_id AND provider = :provider",
+        {"user_id": user_id, "provider": provider},
+    )
+    return _linked(row) if row is not None else None
+
+
+async def linked_identities(auth: AuthServices, user_id: int) -> list[LinkedIdentity]:
+    rows = await auth.users.db.fetch_all(
+        "SELECT id, provider, subject, username, email FROM identities"
+        " WHERE user_id = :user_id ORDER BY provider",
+        {"user_id": user_id},
+    )
+    return [_linked(row) for row in rows]
+
+
+def _linked(row: Any) -> LinkedIdentity:
+    return LinkedIdentity(
+        id=int(row["id"]),
+        provider=str(row["provider"]),
+        subject=str(row["subject"]),
+        username=row["username"],
+        email=row["email"],
+    )
+
+
+async def link_identity(
+    auth: AuthServices, user: User, identity: ExternalIdentity, *, ip: str | None
+) -> None:
+    """Link a provider account to a signed-in user (a login provider's flow run from the
+    profile). An account linked to someone else is refused (409); a user has one account
+    per provider (link another after unlinking)."""
+    secret = auth.secrets.encrypt(identity.secret) if identity.secret else None
+    now = auth.users.clock.now()
+    async with auth.users.db.transaction() as conn:
+        owner = await conn.fetch_val(
+            "SELECT user_id FROM identities WHERE provider = :provider AND subject = :subject",
+            {"provider": identity.provider, "subject": identity.subject},
+        )
+        if owner is not None and int(owner) != user.id:
+            raise Conflict(
+                f"This {identity.provider} account is linked to another MediaNest user.",
+                details={"provider": [identity.provider]},
+            )
+        if owner is not None:  # already this user's: refresh what the provider said
+            await conn.execute(
+                "UPDATE identities SET username = :username, email = :email,"
+                " avatar_url = :avatar, secret = coalesce(:secret, secret), data = :data,"
+                " updated_at = :now WHERE provider = :provider AND subject = :subject",
+                _identity_row(identity, secret, now),
+            )
+            return
+        other = await conn.fetch_val(
+            "SELECT username FROM identities WHERE user_id = :user_id AND provider = :provider",
+            {"user_id": user.id, "provider": identity.provider},
+        )
+        if other is not None:
+            raise Conflict(
+                f"Your profile is linked to another {identity.provider} account ({other}); "
+                "unlink it first.",
+                details={"provider": [identity.provider]},
+            )
+        await conn.execute(
+            "INSERT INTO identities (user_id, provider, subject, username, email, avatar_url,"
+            " secret, data, created_at, updated_at) VALUES (:user_id, :provider, :subject,"
+            " :username, :email, :avatar, :secret, :data, :now, :now)",
+            {"user_id": user.id, **_identity_row(identity, secret, now)},
+        )
+    await auth.users.cache.changed(user.id)
+    await auth.audit.record(
+        "identity.linked",
+        actor=user,
+        ip=ip,
+        target_type="user",
+        target_id=user.id,
+        details={"provider": identity.provider, "username": identity.username},
+    )
+
+
+async def unlink_identity(
+    auth: AuthServices, user: User, identity_id: int, *, ip: str | None
+) -> LinkedIdentity:
+    """Unlink one of the user's provider accounts while another way to sign in remains (a
+    password, or another linked account); 409 otherwise, 404 for someone else's."""
+    async with auth.users.db.transaction() as conn:
+        row = await conn.fetch_one(
+            "SELECT id, provider, subject, username, email FROM identities"
+            " WHERE id = :id AND user_id = :user_id",
+            {"id": identity_id, "user_id": user.id},
+        )
+        if row is None:
+            raise NotFound("no such linked account")
+        has_password = await conn.fetch_val(
+            "SELECT password_hash IS NOT NULL FROM users WHERE id = :id", {"id": user.id}
+        )
+        others = await conn.fetch_val(
+            "SELECT count(*) FROM identities WHERE user_id = :user_id AND id <> :id",
+            {"user_id": user.id, "id": identity_id},
+        )
+        if not has_password and not others:
+            raise Conflict(
+                "This is your only way to sign in: set a password or link another account "
+                "before you unlink it."
+            )
+        await conn.execute("DELETE FROM identities WHERE id = :id", {"id": identity_id})
+    await auth.users.cache.changed(user.id)
+    unlinked = _linked(row)
+    await auth.audit.record(
+        "identity.unlinked",
+        actor=user,
+        ip=ip,
+        target_type="user",
+        target_id=user.id,
+        details={"provider": unlinked.provider, "username": unlinked.username},
+    )
+    return unlinked

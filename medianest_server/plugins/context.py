@@ -22,7 +22,7 @@ from ..secretbox import SecretBox
 
 if TYPE_CHECKING:
     from ..auth.models import User
-    from .types import ExternalIdentity
+    from .types import ExternalIdentity, LinkedIdentity
 
 T = TypeVar("T")
 
@@ -35,6 +35,10 @@ class AccountLinks(Protocol):
     async def secret(self, user_id: int, provider: str) -> str | None: ...
 
     async def user(self, user_id: int) -> User | None: ...
+
+    def return_url(self, request: web.Request) -> str: ...
+
+    async def identity(self, user_id: int, provider: str) -> LinkedIdentity | None: ...
 
 
 class SettingsWriter(Protocol):
@@ -105,8 +109,13 @@ class PluginContext:
         enter. A known `(provider, subject)` signs in its user (name, avatar and `secret`
         refreshed); a new one creates a user with `identity.role`. `identity.secret` (an
         upstream token) is stored encrypted: read it back with `ctx.user_secret`. Then
-        answer with a redirect (the session cookie rides on your response). Raises
-        Unauthorized for a disabled user.
+        answer with a redirect to `ctx.return_url(request)` (the session cookie rides on your
+        response). Raises Unauthorized for a disabled user.
+
+        When the browser is already signed in (the person pressed "Link" on their profile),
+        the account is linked to them instead and their session stays (Conflict, 409, if it is
+        linked to someone else); if they already have another account at this provider, it is
+        a sign-in as that account.
         """
         if self.accounts is None:
             raise RuntimeError("sign-in is not available in this context")
@@ -132,6 +141,19 @@ class PluginContext:
         if self.settings_writer is None:
             raise RuntimeError("settings cannot be saved in this context")
         return await self.settings_writer.save(self.name, values)
+
+    def return_url(self, request: web.Request) -> str:
+        """Where to send the browser after `complete_login`: `/`, or `/profile` when the flow
+        linked an account to someone already signed in."""
+        return self.accounts.return_url(request) if self.accounts is not None else "/"
+
+    async def identity(self, user_id: int, provider: str) -> LinkedIdentity | None:
+        """The person's linked account at `provider` (`provider`, `subject`, `username`,
+        `email`; never its secret), or None: how another service knows them (Overseerr finds
+        a person's Overseerr user by their Plex account id, `ctx.identity(uid, "plex")`)."""
+        if self.accounts is None:
+            return None
+        return await self.accounts.identity(user_id, provider)
 
     async def user_secret(self, user_id: int, provider: str) -> str | None:
         """The upstream secret stored at sign-in for this user's `provider` account, or None."""

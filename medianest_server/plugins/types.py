@@ -109,6 +109,19 @@ class ExternalIdentity:
 
 
 @dataclass(frozen=True)
+class LinkedIdentity:
+    """A person's account at a login provider, as MediaNest keeps it (`ctx.identity`): who
+    they are there, never their secret. `subject` is the provider's id for them (a Plex
+    account id), what another service (Overseerr) knows them by."""
+
+    id: int
+    provider: str
+    subject: str
+    username: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True)
 class LoginProvider:
     """A sign-in method listed on the sign-in page; `start_url` begins its flow.
 

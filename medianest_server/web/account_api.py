@@ -7,12 +7,15 @@ id in these routes is checked against the caller: someone else's id answers 404,
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from aiohttp import web
 from aiohttp_session import get_session
 from marshmallow import Schema, fields, validate
 
 from ..appkeys import SERVICES
 from ..auth import account
+from ..auth.external import linked_identities, unlink_identity
 from ..auth.middleware import AUTH
 from ..auth.services import AUTH_SERVICES, AuthServices
 from ..auth.users import user_dict
@@ -24,6 +27,7 @@ from .api_schemas import (
     ApiTokenList,
     CreatedApiToken,
     DeviceList,
+    IdentityList,
     MarkedAllRead,
     MarkedRead,
     Me,
@@ -32,6 +36,7 @@ from .api_schemas import (
     Revoked,
     SignedOut,
     TokenPair,
+    Unlinked,
 )
 from .validation import load_json, load_query, path_id
 
@@ -216,6 +221,27 @@ async def create_token(request: web.Request) -> web.Response:
         _auth(request), request[USER], body["name"], request.remote
     )
     return web.json_response({**info.as_dict(), "token": raw}, status=201)
+
+
+@routes.get("/api/v1/me/identities", access="user", response=IdentityList)
+async def identities(request: web.Request) -> web.Response:
+    """Your linked sign-in accounts (Plex and others), never their secrets."""
+    linked = await linked_identities(_auth(request), request[USER].id)
+    return web.json_response({"identities": [asdict(i) for i in linked]})
+
+
+@routes.delete(
+    "/api/v1/me/identities/{identity_id:[0-9]+}",
+    access="user",
+    response=Unlinked,
+    errors=(409,),
+)
+async def unlink_identity_route(request: web.Request) -> web.Response:
+    """Unlink a sign-in account; 409 while it is your only way to sign in."""
+    await unlink_identity(
+        _auth(request), request[USER], path_id(request, "identity_id"), ip=request.remote
+    )
+    return web.json_response({"unlinked": True})
 
 
 @routes.delete("/api/v1/me/tokens/{token_id:[0-9]+}", access="user", response=Revoked)

@@ -194,17 +194,22 @@ class PluginStatus(Answer):
     title = fields.String(metadata={"description": "Its name for people (`Uptime Kuma`)"})
     status = fields.String(
         required=True,
-        validate=validate.OneOf(("active", "not_configured", "failed", "disabled")),
+        validate=validate.OneOf(("active", "not_configured", "retrying", "failed", "disabled")),
         metadata={
             "description": "not_configured: installed, waiting for the settings listed in "
-            "`missing` (an admin connects it from the dashboard)"
+            "`missing` (an admin connects it from the dashboard); retrying: its upstream was "
+            "not reachable at start (`error` says why), started again at `next_attempt_at`"
         },
     )
     stage = _nullable_string("Where it failed (import, config, migrations, startup…)")
-    error = _nullable_string("Why it failed, for the admin")
+    error = _nullable_string("Why it failed, or why it is retrying, for the admin")
     missing = fields.List(
         fields.String(), metadata={"description": "Setup settings still empty (not_configured)"}
     )
+    attempts = fields.Integer(
+        metadata={"description": "Startups in a row that found the upstream not ready"}
+    )
+    next_attempt_at = _timestamp("When its startup is tried again (retrying)", nullable=True)
     hooks = fields.List(fields.String(), metadata={"description": "Hooks it implements"})
     tasks = fields.List(fields.Nested(TaskState))
 
@@ -235,6 +240,22 @@ class SignedOut(Answer):
 class PasswordChanged(Answer):
     changed = fields.Boolean(required=True)
     other_sessions_ended = fields.Integer(required=True)
+
+
+class Identity(Answer):
+    id = fields.Integer(required=True)
+    provider = fields.String(required=True, metadata={"description": "The login provider"})
+    subject = fields.String(required=True, metadata={"description": "Their id there"})
+    username = _nullable_string("Their name there")
+    email = _nullable_string("Their email there")
+
+
+class IdentityList(Answer):
+    identities = fields.List(fields.Nested(Identity), required=True)
+
+
+class Unlinked(Answer):
+    unlinked = fields.Boolean(required=True)
 
 
 class Revoked(Answer):

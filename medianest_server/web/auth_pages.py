@@ -11,16 +11,16 @@ from marshmallow import Schema, fields, validate
 
 from ..appkeys import PLUGINS
 from ..auth.csrf import CSRF_FIELD, PRE_SESSION_COOKIE
-from ..auth.external import identity_secret, user_for_identity
+from ..auth.external import identity_secret, link_identity, linked_identity, user_for_identity
 from ..auth.limits import LoginLimits
 from ..auth.models import User
 from ..auth.services import AUTH_SERVICES, AuthServices
 from ..auth.sessions import SESSION_INFO
 from ..errors import InvalidInput, MediaNestError, RateLimited, Unauthorized
 from ..hookspecs import hookimpl
-from ..plugins.types import ExternalIdentity, LoginProvider
+from ..plugins.types import ExternalIdentity, LinkedIdentity, LoginProvider
 from ..routing import Routes
-from .access import USER
+from .access import USER, current_user
 from .templating import render_page
 from .validation import load_form
 
@@ -212,6 +212,9 @@ def medianest_routes() -> Routes:
     return routes
 
 
+LINKED = web.RequestKey("identity_linked", str)  # the provider a sign-in flow linked instead
+
+
 class BrowserAccounts:
     """`ctx.complete_login`, `ctx.user_secret` and `ctx.user` for plugins."""
 
@@ -219,9 +222,24 @@ class BrowserAccounts:
         self.auth = auth
 
     async def sign_in(self, request: web.Request, identity: ExternalIdentity) -> User:
+        signed_in = current_user(request)
+        if signed_in is not None:
+            mine = await linked_identity(self.auth, signed_in.id, identity.provider)
+            if mine is None or mine.subject == identity.subject:
+                # a provider's flow run while signed in (the profile's "Link"): link, stay
+                await link_identity(self.auth, signed_in, identity, ip=request.remote)
+                request[LINKED] = identity.provider
+                return signed_in
+            # they have another account there: this is a sign-in as that one (switching)
         user = await user_for_identity(self.auth, identity, ip=request.remote)
         await start_browser_session(request, user)
         return user
+
+    def return_url(self, request: web.Request) -> str:
+        return "/profile" if LINKED in request else "/"
+
+    async def identity(self, user_id: int, provider: str) -> LinkedIdentity | None:
+        return await linked_identity(self.auth, user_id, provider)
 
     async def secret(self, user_id: int, provider: str) -> str | None:
         return await identity_secret(self.auth, user_id, provider)

@@ -8,12 +8,14 @@ from aiohttp import web
 from marshmallow import Schema, fields, validate
 
 from ..auth import account
+from ..auth.external import linked_identities, unlink_identity
 from ..auth.middleware import AUTH
 from ..auth.services import AUTH_SERVICES, AuthServices
 from ..errors import MediaNestError
 from ..hookspecs import hookimpl
 from ..routing import Routes
 from .access import USER
+from .auth_pages import login_providers
 from .devices import describe_device
 from .layout import THEMES
 from .templating import render_page
@@ -53,6 +55,7 @@ async def _render(request: web.Request, status: int = 200, **extra: Any) -> web.
             for s in await auth.sessions.list_for_user(user.id)
         ],
         "tokens": [t.as_dict() for t in await auth.api_tokens.list_for_user(user.id)],
+        **await _accounts(request),
         "themes": THEMES,
         "message": None,
         "error": None,
@@ -60,6 +63,21 @@ async def _render(request: web.Request, status: int = 200, **extra: Any) -> web.
         **extra,
     }
     return await render_page(request, "profile.html", context, status=status)
+
+
+async def _accounts(request: web.Request) -> dict[str, Any]:
+    """The person's linked sign-in accounts, and the providers they could link."""
+    linked = await linked_identities(_auth(request), request[USER].id)
+    titles = {p.id: p.title for p in await login_providers(request)}
+    taken = {i.provider for i in linked}
+    return {
+        "identities": [
+            {"id": i.id, "provider": i.provider, "username": i.username or i.subject}
+            for i in linked
+        ],
+        "linkable": [p for p in await login_providers(request) if p.id not in taken],
+        "provider_titles": titles,
+    }
 
 
 @routes.page("/profile", access="user", name="profile")
@@ -118,6 +136,18 @@ async def revoke_token(request: web.Request) -> web.Response:
     if not await account.revoke_token(_auth(request), request[USER], token_id, request.remote):
         raise web.HTTPNotFound()
     raise web.HTTPSeeOther("/profile")
+
+
+@routes.page("/profile/identities/{identity_id:[0-9]+}/unlink", access="user", method="POST")
+async def unlink(request: web.Request) -> web.Response:
+    """Unlink a sign-in account while another way to sign in remains."""
+    try:
+        gone = await unlink_identity(
+            _auth(request), request[USER], path_id(request, "identity_id"), ip=request.remote
+        )
+    except MediaNestError as exc:
+        return await _render(request, status=exc.status, error=exc.message)
+    return await _render(request, message=f"Unlinked your {gone.provider} account.")
 
 
 @hookimpl

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from marshmallow import Schema, ValidationError, fields, validate, validates
 from medianest_server.plugin_api import (
+    Conflict,
     Id,
     InvalidInput,
     PluginContext,
@@ -240,14 +241,17 @@ def build_routes(ctx: PluginContext) -> Routes:
             await ctx.complete_login(request, identity)
         except Unauthorized as exc:  # a disabled account
             return await failed(request, "You cannot sign in", exc.message, 403)
+        except Conflict as exc:  # linking from the profile: someone else's Plex account
+            return await failed(request, "This Plex account was not linked", exc.message, 409)
         response = signed_in(request)
         response.del_cookie(PIN_COOKIE, path="/plex/login")
         return response
 
     def signed_in(request: web.Request) -> web.Response:
+        where = ctx.return_url(request)  # the profile when the flow linked an account
         if wants_json(request):
-            return web.json_response({"state": "signed_in", "redirect": "/"})
-        return web.Response(status=303, headers={"Location": "/"})
+            return web.json_response({"state": "signed_in", "redirect": where})
+        return web.Response(status=303, headers={"Location": where})
 
     # -- the library: JSON ---------------------------------------------------------------
 
