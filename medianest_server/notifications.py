@@ -67,6 +67,27 @@ class Notifications:
         )
         return int(notification_id)
 
+    async def create_for_admins(
+        self,
+        *,
+        type: str,
+        title: str,
+        body: str = "",
+        link: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> list[int]:
+        """The same notification for every admin who is not disabled: stored for each (so
+        an admin who was not connected finds it in the bell later), pushed live to each."""
+        rows = await self.db.fetch_all(
+            "SELECT id FROM users WHERE role = 'admin' AND NOT disabled ORDER BY id"
+        )
+        return [
+            await self.create(
+                user_id=int(row["id"]), type=type, title=title, body=body, link=link, data=data
+            )
+            for row in rows
+        ]
+
     async def list(
         self, user_id: int, *, unread_only: bool = False, page: int = 1, per_page: int = 25
     ) -> tuple[list[dict[str, Any]], int, int]:

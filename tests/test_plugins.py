@@ -320,3 +320,34 @@ async def test_a_plugin_that_failed_early_still_answers_503_and_shows_admins_why
     assert "Bad Config is not working" in dashboard and "timeot_seconds" in dashboard
     assert "Bad Import is not working" in dashboard
     assert "is not working</h2>" not in await (await client.get("/", headers=as_user)).text()
+
+
+async def test_a_plugin_notifies_every_admin_and_the_bell_keeps_it(
+    client: TestClient,
+) -> None:
+    """`ctx.notify("admins", ...)`: stored for each admin (not disabled), counted in their
+    bell even if they were not connected, pushed live to those who were; users get nothing."""
+    auth = client.app[AUTH_SERVICES]
+    first = await auth.users.create("admin1", role="admin")
+    second = await auth.users.create("admin2", role="admin")
+    gone = await auth.users.create("admin3", role="admin")
+    await auth.users.update(first, gone.id, disabled=True)
+    user = await auth.users.create("bob", role="user")
+    live = client.app[SERVICES].events.subscribe(topics=[f"user:{first.id}"])
+    ctx = client.app[PLUGINS].records["good"].ctx
+    assert ctx is not None
+    assert await ctx.notify("admins", "Overseerr is down", link="/admin/health") == 2
+    for person, expected in ((first, 1), (second, 1), (user, 0)):
+        token, _ = await auth.api_tokens.create(person.id, "t")
+        page = await client.get(
+            "/api/v1/notifications", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert (await page.json())["unread"] == expected, person.username
+    db = client.app[SERVICES].db
+    stored = await db.fetch_val(
+        "SELECT count(*) FROM notifications WHERE user_id = :u", {"u": gone.id}
+    )
+    assert stored == 0  # a disabled admin gets nothing
+    event = await asyncio.wait_for(live.__anext__(), timeout=5)
+    assert event.type == "core.notification.created" and event.data["title"] == "Overseerr is down"
+    live.close()

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -182,15 +182,26 @@ class PluginContext:
 
     async def notify(
         self,
-        user_id: int,
+        user_id: int | Literal["admins"],
         title: str,
         *,
         body: str = "",
         link: str | None = None,
         data: Mapping[str, Any] | None = None,
     ) -> int:
-        """Store a notification for a user and push it to their open pages; returns its id."""
+        """Store a notification for a user, or for every admin with `"admins"`, and push it to
+        their open pages (the bell counts it). Returns the notification's id, or with
+        `"admins"` how many admins got it.
+
+        Unlike an event on the `admins` topic (live only: lost for anyone not connected), a
+        notification waits in the bell: use it for what an admin must not miss (a service
+        down, a request to approve)."""
         notifications = self.notifications or Notifications(self.db, self.events, clock=self.clock)
+        if user_id == "admins":
+            sent = await notifications.create_for_admins(
+                type=self.name, title=title, body=body, link=link, data=data
+            )
+            return len(sent)
         return await notifications.create(
             user_id=user_id, type=self.name, title=title, body=body, link=link, data=data
         )
