@@ -6,7 +6,9 @@ with ``@hookimpl`` (from ``medianest_server.plugin_api``). Rules that hold for e
 
 - Arguments are passed by keyword. An implementation names only the ones it needs:
   ``def medianest_nav_items(user): ...`` is as valid as ``def medianest_nav_items(ctx, user)``.
-- An implementation may be a plain function or ``async def``; the core awaits what needs awaiting.
+- An implementation may be a plain function or ``async def``, except the four called while the
+  app is being built (``medianest_config_schema``, ``medianest_migrations``,
+  ``medianest_routes``, ``medianest_webhooks``), which must be plain functions.
 - ``ctx`` is the plugin's own :class:`~medianest_server.plugin_api.PluginContext`: its validated
   settings, the database, cache, event bus, job queue, HTTP client, secret box, data folder and
   logger. Each plugin gets its own.
@@ -178,8 +180,9 @@ def medianest_nav_items(ctx: PluginContext, user: User) -> Iterable[NavItem]:  #
 def medianest_search(ctx: PluginContext, user: User, query: str) -> SearchGroup | None:
     """Return this plugin's results for the header search box, or ``None``.
 
-    Called for every search within a time budget, one plugin at a time; a plugin that fails or
-    overruns contributes an empty group with an error note, the others still answer.
+    Called for every search, every plugin concurrently, each within its time budget; a plugin
+    that fails or overruns contributes an empty group with an error note, the others still
+    answer.
     """
 
 
