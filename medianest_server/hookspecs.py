@@ -31,21 +31,22 @@ import pluggy
 if TYPE_CHECKING:
     from marshmallow import Schema
 
-    from .plugin_api import (
+    # the modules below the contract, never the plugin_api façade on top of it (no loop)
+    from .auth.models import User
+    from .plugins.context import PluginContext
+    from .plugins.types import (
         EventHandler,
         HealthCheck,
         HealthResult,
         LoginProvider,
         NavItem,
-        PluginContext,
-        Routes,
         SearchGroup,
         SetupAction,
-        Task,
-        User,
         Webhook,
         Widget,
     )
+    from .routing import Routes
+    from .tasks import Task
 
 PROJECT = "medianest"
 hookspec = pluggy.HookspecMarker(PROJECT)
