@@ -24,6 +24,7 @@ from .config import Config
 from .db import CORE_MIGRATIONS, apply_migrations, load_migrations
 from .healthchecks import HealthRegistry
 from .logs import redactor
+from .looplag import LOOP_LAG, LoopLagMonitor, watch_event_loop
 from .plugins.context import PluginContext
 from .plugins.dispatch import EventDispatcher
 from .plugins.loader import Candidate, PluginManager, PluginRecord, valid_plugin_name
@@ -108,6 +109,7 @@ def create_app(
     app[DB] = services.db
     app[PLUGINS] = manager
     app[HEALTH] = HealthRegistry(clock=clock)
+    app[LOOP_LAG] = LoopLagMonitor(clock=clock)
     app[access.ROUTE_TABLE] = {}
     setup_templates(app, _plugin_template_dirs(manager))
 
@@ -122,6 +124,7 @@ def create_app(
 
     # open event streams and sockets end first, or shutdown would wait out its grace period
     app.on_shutdown.append(realtime.close_connections)
+    app.cleanup_ctx.append(watch_event_loop)  # first: it also watches plugins start
     app.cleanup_ctx.append(_data_dir)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_plugins)

@@ -28,6 +28,7 @@ from .. import hookspecs
 from ..config import Config
 from ..db import Database, DatabaseError, Migration, apply_migrations, load_migrations
 from ..logs import redactor
+from ..looplag import PluginCall, running, watched
 from .context import PluginContext
 
 log = logging.getLogger("medianest.plugins")
@@ -394,12 +395,14 @@ class PluginManager:
         impl = self._impl(record, hook)
         if impl is None:
             return None
+        call = PluginCall(record.name, "hook", hook)  # named if it blocks the event loop
         started = time.perf_counter()
         try:
-            result = impl.function(**self._kwargs(record, impl, kwargs))
+            with running(call):
+                result = impl.function(**self._kwargs(record, impl, kwargs))
             if inspect.isawaitable(result):
                 async with asyncio.timeout(budget):
-                    result = await result
+                    result = await watched(call, result)
             return result
         finally:
             self._trace(record, hook, started)
@@ -421,7 +424,8 @@ class PluginManager:
                 continue
             started = time.perf_counter()
             try:
-                result = impl.function(**self._kwargs(record, impl, kwargs))
+                with running(PluginCall(record.name, "hook", hook)):
+                    result = impl.function(**self._kwargs(record, impl, kwargs))
             except Exception as exc:
                 outcomes.append(self._failed(record, hook, f"{type(exc).__name__}: {exc}"))
                 continue
@@ -437,7 +441,8 @@ class PluginManager:
             async def settle(record: PluginRecord, awaitable: Any) -> HookOutcome:
                 try:
                     async with asyncio.timeout(budget):
-                        return HookOutcome(record, await awaitable)
+                        call = PluginCall(record.name, "hook", hook)
+                        return HookOutcome(record, await watched(call, awaitable))
                 except TimeoutError:
                     return self._failed(record, hook, f"took longer than {budget:g} s")
                 except Exception as exc:

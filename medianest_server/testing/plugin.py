@@ -13,7 +13,9 @@
         response = await user_client.get("/api/v1/my_plugin/greeting")
         assert response.status == 200
 
-Fixtures: `medianest_app` (started app), `anonymous_client`, `user_client`, `admin_client`
+Fixtures: `medianest_app` (started app), `medianest_plugin` (your plugin from its side: its
+ctx, webhook URLs, health checks, a widget rendered, its tasks run now, the events and
+notifications it emitted), `anonymous_client`, `user_client`, `admin_client`
 (signed in with personal API tokens; `.user` is who they are; the configuration is a real
 `medianest.toml` in tmp_path, so settings saved by the app land there), `fake_upstream` (serve an
 aiohttp app on 127.0.0.1 as a stand-in for an upstream service) and `clock` (a ManualClock the
@@ -45,6 +47,7 @@ from ..auth.services import AUTH_SERVICES
 from ..clock import ManualClock
 from ..config import Config, load_config, write_config_file
 from ..plugins.loader import discover_entry_points
+from .harness import PluginHarness
 
 TEST_SECRET = "medianest-testing-secret-key-0123456789abcdef"  # noqa: S105 (tests only)
 TEST_PASSWORD = "correct horse battery"  # noqa: S105 (tests only)
@@ -249,6 +252,20 @@ async def medianest_app(
     await server.start_server()
     yield server
     await server.close()
+
+
+@pytest.fixture
+async def medianest_plugin(
+    medianest_app: TestServer, medianest_plugins: list[str]
+) -> AsyncIterator[PluginHarness]:
+    """The first plugin of `medianest_plugins`, from its author's side: `.ctx`,
+    `.webhook_url(hook)`, `.check_health()`, `.render_widget(id, user)`, `.run_task(name)`,
+    `.events` (what it emitted), `.emitted(type)`, `.notifications(user_id)`."""
+    if not medianest_plugins:
+        pytest.fail("medianest_plugins names no plugin")
+    harness = PluginHarness(medianest_app.app, medianest_plugins[0])
+    async with harness.capturing():
+        yield harness
 
 
 @pytest.fixture

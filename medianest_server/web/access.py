@@ -10,7 +10,7 @@ has failed (in plain words: people never see setting names).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from urllib.parse import quote
 
@@ -20,6 +20,7 @@ from aiohttp.typedefs import Handler
 from ..appkeys import PLUGINS
 from ..auth.models import User
 from ..errors import NotConfigured
+from ..looplag import PluginCall, watched
 from ..routing import MountedRoute, Routes, mount_path
 
 log = logging.getLogger("medianest.access")
@@ -96,7 +97,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
     user = request.get(USER)
     if info.access == "public":
         _require_running(request, info, user)
-        return await handler(request)
+        return await _call(handler, request, info)
     if user is None:
         if info.kind == "api" or AUTH_ERROR in request:
             raise web.HTTPUnauthorized(
@@ -107,7 +108,15 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
     if info.access == "admin" and not user.is_admin:
         raise web.HTTPForbidden(text="Only admins may do this.")
     _require_running(request, info, user)
-    return await handler(request)
+    return await _call(handler, request, info)
+
+
+def _call(
+    handler: Handler, request: web.Request, info: MountedRoute
+) -> Awaitable[web.StreamResponse]:
+    """The route's handler, each step timed: one that blocks the event loop is named."""
+    route = PluginCall(info.plugin, "route", f"{info.method} {info.path}")
+    return watched(route, handler(request))
 
 
 def _require_running(request: web.Request, info: MountedRoute, user: User | None) -> None:

@@ -196,6 +196,7 @@ async def diagnostics(request: web.Request) -> web.Response:
 
     from .. import __version__
     from ..logs import redactor
+    from ..looplag import LOOP_LAG
 
     services = request.app[SERVICES]
     manager = request.app[PLUGINS]
@@ -218,6 +219,7 @@ async def diagnostics(request: web.Request) -> web.Response:
             }
             for t in services.tasks.status()
         ],
+        "event_loop": request.app[LOOP_LAG].summary(),
     }
     text = redactor(json.dumps(bundle, default=str, indent=2))
     return web.Response(

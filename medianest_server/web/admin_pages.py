@@ -20,6 +20,7 @@ from ..auth.services import AUTH_SERVICES, AuthServices
 from ..errors import MediaNestError
 from ..healthchecks import CheckOutcome
 from ..hookspecs import hookimpl
+from ..looplag import LOOP_LAG
 from ..plugins import runtime
 from ..plugins.loader import PluginRecord
 from ..plugins.runtime import apply_settings, plugin_settings, setup_actions
@@ -378,6 +379,7 @@ async def health(request: web.Request) -> dict[str, Any]:
         "database_url": services.db.url_for_display,
         "backend": services.backend,
         "checks": await request.app[HEALTH].run(),
+        "loop_lag": request.app[LOOP_LAG].summary(),
         "tasks": services.tasks.status(),
         "upstreams": services.http.stats(),
         "section": "health",

@@ -23,6 +23,7 @@ from ..auth.services import AUTH_SERVICES
 from ..errors import MediaNestError
 from ..healthchecks import CheckOutcome
 from ..hookspecs import hookimpl
+from ..looplag import PluginCall, running, watched
 from ..plugins.runtime import plugin_settings, setup_actions, test_connection
 from ..plugins.types import SetupAction, Widget
 from ..routing import Routes
@@ -73,11 +74,13 @@ async def render_widget(
     request: web.Request, plugin: str, widget: Widget, user: User
 ) -> RenderedWidget:
     key = f"{plugin}:{widget.id}"
+    call = PluginCall(plugin, "widget", widget.id)  # named if it blocks the event loop
     try:
         async with asyncio.timeout(WIDGET_LOAD_BUDGET_SECONDS):
-            data = await widget.load()
+            data = await watched(call, widget.load())
         template = aiohttp_jinja2.get_env(request.app).get_template(widget.template)
-        html = Markup(template.render(data=data, widget=widget, user=user))  # noqa: S704 (autoescaped)
+        with running(call):
+            html = Markup(template.render(data=data, widget=widget, user=user))  # noqa: S704 (autoescaped)
         error = None
     except TimeoutError:
         html, error = Markup(""), f"took longer than {WIDGET_LOAD_BUDGET_SECONDS:g} s"

@@ -56,3 +56,28 @@ async def test_invalid_setting_disables_only_this_plugin(admin_client: MediaNest
     assert hello["status"] == "failed"
     assert "plugins.hello.greeting" in hello["error"]
     assert (await admin_client.get("/health/ready")).status == 200
+
+
+async def test_the_widget_renders_for_a_user(
+    medianest_plugin: Any, user_client: MediaNestClient
+) -> None:
+    html = await medianest_plugin.render_widget("greeting", user_client.user)
+    assert "Howdy" in html
+
+
+@pytest.mark.parametrize(
+    "medianest_settings",
+    [{"plugins": {"hello": {"greeting": "Hi", "tick_interval_seconds": 3600}}}],
+)
+async def test_the_tick_task_runs_now_and_emits_its_event(medianest_plugin: Any) -> None:
+    """An hour-long interval, run at once by the harness: no waiting for the clock."""
+    await medianest_plugin.run_task("tick")
+    event = await medianest_plugin.emitted("hello.tick.completed")
+    assert event.data["ticks"] >= 1
+    (outcome,) = await medianest_plugin.check_health()
+    assert outcome.status == "up"
+
+
+async def test_the_plugin_context_is_the_plugins_own(medianest_plugin: Any) -> None:
+    assert medianest_plugin.ctx.name == "hello"
+    assert medianest_plugin.ctx.config["greeting"] == "Howdy"
