@@ -128,6 +128,7 @@ def create_app(
     app.cleanup_ctx.append(_data_dir)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_plugins)
+    app.cleanup_ctx.append(health.running_checks)  # stopped before the plugins they check
     return app
 
 

@@ -18,7 +18,7 @@ from ..auth import administration
 from ..auth.models import ROLES
 from ..auth.services import AUTH_SERVICES, AuthServices
 from ..errors import MediaNestError
-from ..healthchecks import CheckOutcome
+from ..healthchecks import PAGE_MAX_AGE_SECONDS, CheckOutcome
 from ..hookspecs import hookimpl
 from ..looplag import LOOP_LAG
 from ..plugins import runtime
@@ -378,7 +378,8 @@ async def health(request: web.Request) -> dict[str, Any]:
         "database": database,
         "database_url": services.db.url_for_display,
         "backend": services.backend,
-        "checks": await request.app[HEALTH].run(),
+        # a result of the last few seconds is shown again: a hanging check costs one wait
+        "checks": await request.app[HEALTH].run(max_age_seconds=PAGE_MAX_AGE_SECONDS),
         "loop_lag": request.app[LOOP_LAG].summary(),
         "tasks": services.tasks.status(),
         "upstreams": services.http.stats(),

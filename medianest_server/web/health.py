@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..appkeys import MIGRATIONS, PLUGINS, SERVICES
+from ..appkeys import HEALTH, MIGRATIONS, PLUGINS, SERVICES
 from ..db import DatabaseError, pending_migrations
 from ..hookspecs import hookimpl
 from ..plugins.context import PluginContext
@@ -56,6 +57,13 @@ async def ready(request: web.Request) -> web.Response:
         },
         status=200 if is_ready else 503,
     )
+
+
+async def running_checks(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: at shutdown, checks still running are cancelled and waited for briefly;
+    one that swallows its cancellation is left behind, never waited for."""
+    yield
+    await app[HEALTH].close()
 
 
 @hookimpl
