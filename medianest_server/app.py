@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,6 +21,7 @@ from .auth.services import AUTH_SERVICES, build_auth
 from .auth.sessions import DatabaseSessionStorage
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Config
+from .connections import CONNECTIONS, ConnectionSupervisor
 from .db import CORE_MIGRATIONS, apply_migrations, load_migrations
 from .healthchecks import HealthRegistry
 from .logs import redactor
@@ -28,7 +29,8 @@ from .looplag import LOOP_LAG, LoopLagMonitor, watch_event_loop
 from .plugins.context import PluginContext
 from .plugins.dispatch import EventDispatcher
 from .plugins.loader import Candidate, PluginManager, PluginRecord, valid_plugin_name
-from .plugins.runtime import AppSettingsWriter, collect_contributions
+from .plugins.runtime import AppSettingsWriter, collect_contributions, retry_startup
+from .plugins.startup_retry import STARTUP_RETRIES, StartupRetries
 from .plugins.status_record import record_statuses
 from .routing import Routes
 from .services import Services, build_services
@@ -73,10 +75,13 @@ def create_app(
     plugins: Sequence[Candidate] | None = None,
     environ: Mapping[str, str] | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> web.Application:
     """Assemble the application for `config`. Raises UnknownDatabaseURL for a bad database URL.
 
-    `plugins` replaces entry-point discovery (tests pass their own). Nothing is opened here:
+    `plugins` replaces entry-point discovery (tests pass their own); `sleep` is the wait of
+    plugin startup retries and connection restarts (tests pass one driven by their clock).
+    Nothing is opened here:
     the database connects and migrates, plugins start, and background tasks run when the app
     starts (cleanup_ctx), and all of it stops when the app stops.
     """
@@ -109,6 +114,8 @@ def create_app(
     app[DB] = services.db
     app[PLUGINS] = manager
     app[HEALTH] = HealthRegistry(clock=clock)
+    app[STARTUP_RETRIES] = StartupRetries(clock=clock, sleep=sleep)
+    app[CONNECTIONS] = ConnectionSupervisor(leader=services.leader, clock=clock, sleep=sleep)
     app[LOOP_LAG] = LoopLagMonitor(clock=clock)
     app[access.ROUTE_TABLE] = {}
     setup_templates(app, _plugin_template_dirs(manager))
@@ -243,7 +250,8 @@ def _log_applied(applied: Sequence[Any]) -> None:
 
 
 async def _plugins(app: web.Application) -> AsyncIterator[None]:
-    """Start services and plugins, then what plugins contribute: tasks, checks, handlers."""
+    """Start services and plugins, then what plugins contribute: tasks, checks, handlers,
+    connections; plugins not ready yet are started again in the background until they start."""
     services = app[SERVICES]
     manager = app[PLUGINS]
     await services.start()
@@ -254,6 +262,9 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
         await collect_contributions(app, record)
     await record_statuses(services.db, manager, services.clock)  # for `medianest plugins`
     await services.start_background()
+    await app[CONNECTIONS].start()
+    for record in [r for r in manager.records.values() if r.status == "retrying"]:
+        retry_startup(app, record)
     forgetting = usercache.start_listener(services.users, services.events)
     code = await app[AUTH_SERVICES].setup.code()
     if code is not None:
@@ -265,6 +276,8 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app[STARTUP_RETRIES].stop()
+        await app[CONNECTIONS].stop()
         forgetting.cancel()
         await asyncio.gather(forgetting, return_exceptions=True)
         await dispatcher.close()

@@ -253,7 +253,7 @@ def _plugin_manager(config: Config) -> PluginManager:
     return manager
 
 
-STATUS_WORDS = {"not_configured": "not configured"}
+STATUS_WORDS = {"not_configured": "not configured", "retrying": "retrying"}
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -275,11 +275,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for record in manager.records.values():
         if record.builtin:
             continue
-        status, error = record.status, record.error
+        status: str = record.status
+        error = record.error
         stage = record.stage or record.status
         seen = recorded.get(record.name)
-        if record.usable and seen is not None and seen.status == "failed":
-            status, stage = "failed", seen.stage or "startup"
+        if record.usable and seen is not None and seen.status in ("failed", "retrying"):
+            # retrying: the server found its upstream not reachable yet and keeps trying
+            status, stage = seen.status, seen.stage or "startup"
             error = f"{seen.error} (the server, {seen.at:%Y-%m-%d %H:%M} UTC)"
         failed = failed or status == "failed"
         if status == "not_configured":

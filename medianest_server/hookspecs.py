@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     # the modules below the contract, never the plugin_api façade on top of it (no loop)
     from .auth.models import User
+    from .connections import LiveConnection
     from .plugins.context import PluginContext
     from .plugins.types import (
         EventHandler,
@@ -95,6 +96,10 @@ def medianest_startup(ctx: PluginContext) -> Any:
     Return nothing, an awaitable, or make it an async generator: code before ``yield`` runs at
     start, code after it at shutdown (the same shape as aiohttp's ``cleanup_ctx``). An exception
     before the ``yield`` disables the plugin; the server serves on.
+
+    Raise :class:`~medianest_server.plugin_api.PluginNotReady` ("Plex is not reachable yet")
+    when the upstream is not reachable now: the plugin is ``retrying`` with that reason and the
+    core runs its startup again in the background (5 s, doubling to 5 min) until it starts.
     """
 
 
@@ -234,4 +239,19 @@ def medianest_diagnostics(ctx: PluginContext) -> Mapping[str, Any]:  # type: ign
 
     Never include secrets: values of settings marked ``secret`` are redacted by the core, but
     anything else you return is shown as is.
+    """
+
+
+@hookspec
+def medianest_connections(ctx: PluginContext) -> Iterable[LiveConnection]:  # type: ignore[empty-body]
+    """Return connections the core keeps open
+    (:class:`~medianest_server.plugin_api.LiveConnection`): a WebSocket or Socket.IO client, a
+    long poll; work that holds a connection rather than runs every few minutes (that is
+    ``medianest_background_tasks``).
+
+    ``run(link)`` holds the connection for as long as it lives and calls ``link.connected()``
+    once it is up. When it returns or raises, the core starts it again with backoff; its state
+    (connected, retrying since, last error, restarts) shows on the admin health page and in the
+    support bundle. ``leader_only=True`` runs it on one instance at a time. Connections are
+    cancelled at shutdown and when the plugin restarts (new settings).
     """

@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal, cast
@@ -30,6 +31,7 @@ from ..db import Database, DatabaseError, Migration, apply_migrations, load_migr
 from ..logs import redactor
 from ..looplag import PluginCall, running, watched
 from .context import PluginContext
+from .startup_retry import PluginNotReady
 
 log = logging.getLogger("medianest.plugins")
 trace_log = logging.getLogger("medianest.hooks")
@@ -65,7 +67,8 @@ _CREATE_TABLE = re.compile(
 
 # not_configured: loaded and mounted, but a setting it cannot work without (a schema field with
 # metadata `setup: True`) is empty; it starts as soon as an admin fills those in
-Status = Literal["active", "not_configured", "failed", "disabled"]
+# retrying: its startup raised PluginNotReady; it is mounted and started again in the background
+Status = Literal["active", "not_configured", "retrying", "failed", "disabled"]
 HOOK_NAMES = frozenset(name for name in dir(hookspecs) if name.startswith("medianest_"))
 
 
@@ -92,6 +95,8 @@ class PluginRecord:
     setup_keys: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     impls: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0  # startups in a row that raised PluginNotReady
+    next_attempt_at: datetime | None = None  # while retrying
     _cleanup: AsyncGenerator[Any, None] | None = None
 
     @property
@@ -100,8 +105,8 @@ class PluginRecord:
 
     @property
     def usable(self) -> bool:
-        """Loaded and mounted: active, or waiting for its setup settings."""
-        return self.status in ("active", "not_configured")
+        """Loaded and mounted: active, waiting for its setup settings, or for its upstream."""
+        return self.status in ("active", "not_configured", "retrying")
 
     @property
     def title(self) -> str:
@@ -129,6 +134,10 @@ class PluginRecord:
             "error": self.error,
             "missing": list(self.missing),
             "hooks": self.hooks,
+            "attempts": self.attempts,
+            "next_attempt_at": (
+                self.next_attempt_at.isoformat() if self.next_attempt_at is not None else None
+            ),
         }
 
 
@@ -293,6 +302,7 @@ class PluginManager:
         record.config.update(loaded)
         record.missing = [key for key in record.setup_keys if _empty(loaded.get(key))]
         record.status = "not_configured" if record.missing else "active"
+        record.attempts, record.next_attempt_at, record.error = 0, None, None
 
     def reconfigure(self, record: PluginRecord, section: Mapping[str, Any]) -> None:
         """Apply a new `[plugins.<name>]` section to a loaded plugin that is not running.
@@ -518,8 +528,12 @@ class PluginManager:
             await self.start_one(record)
 
     async def start_one(self, record: PluginRecord) -> None:
-        """Run one plugin's `medianest_startup`; a failure disables it (stage `startup`)."""
+        """Run one plugin's `medianest_startup`; a failure disables it (stage `startup`).
+
+        `PluginNotReady` makes it `retrying` instead, with the reason (see `startup_retry`);
+        a plugin that was retrying and now starts is active again."""
         if not self.implements(record, "medianest_startup"):
+            self._started(record)
             return
         try:
             result = await self.call(record, "medianest_startup", budget=STARTUP_TIMEOUT_SECONDS)
@@ -527,12 +541,38 @@ class PluginManager:
                 async with asyncio.timeout(STARTUP_TIMEOUT_SECONDS):
                     await result.__anext__()
                 record._cleanup = cast(AsyncGenerator[Any, None], result)
+        except PluginNotReady as exc:
+            self._not_ready(record, exc)
         except StopAsyncIteration:
             self.fail(record, "startup", "medianest_startup must yield once")
         except TimeoutError:
             self.fail(record, "startup", f"did not start within {STARTUP_TIMEOUT_SECONDS:g} s")
         except Exception as exc:
             self.fail(record, "startup", _describe(exc))
+        else:
+            self._started(record)
+
+    def _not_ready(self, record: PluginRecord, exc: PluginNotReady) -> None:
+        reason = exc.reason or f"{record.title} is not ready yet"
+        first = record.status != "retrying"
+        record.status, record.stage, record.error = "retrying", "startup", reason
+        record.attempts += 1
+        if first:  # once per streak; the status shows every later attempt
+            log.warning(
+                "plugin not ready, starting it again later: %s",
+                reason,
+                extra={"plugin": record.name, "stage": "startup"},
+            )
+
+    def _started(self, record: PluginRecord) -> None:
+        if record.status == "retrying":
+            log.info(
+                "plugin started after %d attempts",
+                record.attempts + 1,
+                extra={"plugin": record.name},
+            )
+            record.status, record.stage, record.error = "active", None, None
+        record.attempts, record.next_attempt_at = 0, None
 
     async def stop(self) -> None:
         """Run the code after `yield` of every started plugin, in reverse order."""

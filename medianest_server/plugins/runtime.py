@@ -1,10 +1,12 @@
 """Plugins while the server runs: what each one contributes (background tasks, health checks,
-event handlers), and new settings applied to one plugin without restarting the server.
+event handlers, supervised connections), and new settings applied to one plugin without
+restarting the server.
 
 A plugin that waits for its setup settings (`not_configured`) starts the moment an admin saves
 them; an active plugin whose settings change is stopped (its tasks, checks and handlers with
 it) and started again on the new values. Other instances pick the change up at their next
-start.
+start. A plugin whose startup said "not ready yet" (`retrying`) is started again in the
+background until it starts; new settings restart those attempts on the new values.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from aiohttp import web
 
 from ..appkeys import CONFIG, DISPATCHER, HEALTH, PLUGINS, SERVICES
 from ..config import ConfigError, load_config
+from ..connections import CONNECTIONS, LiveConnection
 from ..errors import Conflict
 from ..healthchecks import CheckOutcome
 from ..settings import PluginSettings
 from .loader import PluginRecord
+from .startup_retry import STARTUP_RETRIES
 from .status_record import record_statuses
 from .types import HealthResult, SetupAction
 
@@ -32,13 +36,19 @@ TEST_BUDGET_SECONDS = 15.0
 
 
 async def collect_contributions(app: web.Application, record: PluginRecord) -> None:
-    """A plugin's tasks, checks and handlers: all of them are taken, or none (plugin fails)."""
+    """A plugin's tasks, checks, handlers and connections: all of them are taken, or none
+    (plugin fails)."""
     manager = app[PLUGINS]
     owner, budget = record.name, CONTRIBUTIONS_BUDGET_SECONDS
     try:
         tasks = await manager.call(record, "medianest_background_tasks", budget=budget)
         checks = await manager.call(record, "medianest_health_checks", budget=budget)
         handlers = await manager.call(record, "medianest_event_handlers", budget=budget)
+        connections = list(await manager.call(record, "medianest_connections", budget=budget) or ())
+        if not all(isinstance(c, LiveConnection) for c in connections):
+            raise TypeError("medianest_connections must return LiveConnection objects")
+        if len({c.name for c in connections}) != len(connections):
+            raise ValueError("two connections share a name")
     except TimeoutError:
         manager.fail(record, "startup", f"contributing tasks or checks took over {budget:g} s")
         return
@@ -51,17 +61,41 @@ async def collect_contributions(app: web.Application, record: PluginRecord) -> N
         app[HEALTH].add(owner, check)
     if handlers:
         app[DISPATCHER].add(owner, handlers)
+    for connection in connections:
+        app[CONNECTIONS].add(connection, owner=owner)
 
 
 async def start_plugin(app: web.Application, record: PluginRecord) -> None:
-    """Run the plugin's startup, then take its contributions."""
+    """Run the plugin's startup, then take its contributions; a plugin that is not ready yet
+    is started again in the background."""
     await app[PLUGINS].start_one(record)
     if record.active:
         await collect_contributions(app, record)
+    elif record.status == "retrying":
+        retry_startup(app, record)
+
+
+def retry_startup(app: web.Application, record: PluginRecord) -> None:
+    """Keep trying a `retrying` plugin's startup in the background until it starts."""
+    manager = app[PLUGINS]
+
+    async def attempt() -> None:
+        await manager.start_one(record)
+        if record.active:
+            await collect_contributions(app, record)
+        if record.status != "retrying":  # started, or failed for good: say so to the CLI
+            services = app[SERVICES]
+            await record_statuses(services.db, manager, services.clock)
+
+    lock = manager.reload_locks.setdefault(record.name, asyncio.Lock())
+    app[STARTUP_RETRIES].schedule(record, attempt, lock)
 
 
 async def stop_plugin(app: web.Application, record: PluginRecord) -> None:
-    """Stop the plugin's tasks and handlers, forget its checks, run its cleanup."""
+    """Stop its startup retries, connections, tasks and handlers, forget its checks, run its
+    cleanup."""
+    await app[STARTUP_RETRIES].cancel(record.name)
+    await app[CONNECTIONS].remove_owner(record.name)
     await app[SERVICES].tasks.remove_owner(record.name)
     app[HEALTH].remove(record.name)
     await app[DISPATCHER].remove(record.name)
@@ -85,7 +119,7 @@ async def apply_settings(app: web.Application, name: str) -> PluginRecord:
     except ConfigError as exc:
         raise Conflict(f"the new settings are saved but cannot be applied: {exc}") from exc
     async with manager.reload_locks.setdefault(name, asyncio.Lock()):
-        if record.active:
+        if record.active or record.status == "retrying":
             await stop_plugin(app, record)
         manager.reconfigure(record, fresh.plugins.settings.get(name, {}))
         if record.active:

@@ -134,6 +134,14 @@ def _require_running(request: web.Request, info: MountedRoute, user: User | None
             else "An admin needs to connect it first; please try again later."
         )
         raise NotConfigured(f"{record.title} is not connected yet. {then}")
+    if record.status == "retrying":  # the plugin's own words: "Plex is not reachable yet"
+        reason = (record.error or f"{record.title} is not ready yet").rstrip(". ")
+        then = (
+            "The Plugins page says when it tries next."
+            if admin
+            else "Please try again in a few minutes."
+        )
+        raise web.HTTPServiceUnavailable(text=f"{reason}; MediaNest keeps trying. {then}")
     if admin and record.error:  # admins read the reason; people plain words
         then = f"It failed at {record.stage or 'start'}: {record.error}"
     else:

@@ -195,6 +195,7 @@ async def diagnostics(request: web.Request) -> web.Response:
     import platform
 
     from .. import __version__
+    from ..connections import CONNECTIONS
     from ..logs import redactor
     from ..looplag import LOOP_LAG
 
@@ -219,6 +220,7 @@ async def diagnostics(request: web.Request) -> web.Response:
             }
             for t in services.tasks.status()
         ],
+        "connections": [c.as_dict() for c in request.app[CONNECTIONS].status()],
         "event_loop": request.app[LOOP_LAG].summary(),
     }
     text = redactor(json.dumps(bundle, default=str, indent=2))

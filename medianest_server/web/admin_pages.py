@@ -366,7 +366,10 @@ async def audit(request: web.Request) -> dict[str, Any]:
 @routes.page("/admin/health", access="admin")
 @page_template("admin/health.html")
 async def health(request: web.Request) -> dict[str, Any]:
-    """Database, Redis, every plugin's health checks (run now) and the background tasks."""
+    """Database, Redis, every plugin's health checks (run now), the background tasks and the
+    supervised connections."""
+    from ..connections import CONNECTIONS
+
     services = request.app[SERVICES]
     started = time.perf_counter()
     try:
@@ -382,6 +385,7 @@ async def health(request: web.Request) -> dict[str, Any]:
         "checks": await request.app[HEALTH].run(max_age_seconds=PAGE_MAX_AGE_SECONDS),
         "loop_lag": request.app[LOOP_LAG].summary(),
         "tasks": services.tasks.status(),
+        "connections": request.app[CONNECTIONS].status(),
         "upstreams": services.http.stats(),
         "section": "health",
     }

@@ -67,16 +67,30 @@ async def _render(request: web.Request, status: int = 200, **extra: Any) -> web.
 
 async def _accounts(request: web.Request) -> dict[str, Any]:
     """The person's linked sign-in accounts, and the providers they could link."""
-    linked = await linked_identities(_auth(request), request[USER].id)
-    titles = {p.id: p.title for p in await login_providers(request)}
+    auth, user = _auth(request), request[USER]
+    linked = await linked_identities(auth, user.id)
+    providers = await login_providers(request)
+    titles = {p.id: p.title.removeprefix("Sign in with ") for p in providers}
     taken = {i.provider for i in linked}
+    details = await auth.users.details(user.id)
+    # the last way to sign in cannot be unlinked: no button that can only answer "no"
+    can_unlink = details.has_password or len(linked) > 1
     return {
         "identities": [
-            {"id": i.id, "provider": i.provider, "username": i.username or i.subject}
+            {
+                "id": i.id,
+                "provider": titles.get(i.provider, i.provider.title()),
+                "icon": i.provider,
+                "username": i.username or i.subject,
+            }
             for i in linked
         ],
-        "linkable": [p for p in await login_providers(request) if p.id not in taken],
-        "provider_titles": titles,
+        "can_unlink": can_unlink,
+        "linkable": [
+            {"title": titles[p.id], "url": p.start_url, "icon": p.icon}
+            for p in providers
+            if p.id not in taken
+        ],
     }
 
 
