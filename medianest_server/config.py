@@ -194,6 +194,23 @@ class AuthSchema(_Section):
         return AuthConfig(**data)
 
 
+class ImagesSchema(_Section):
+    cache_max_mb = fields.Float(
+        load_default=200.0,
+        validate=validate.Range(min=0.01),
+        metadata={"doc": "proxied images kept on disk; the least recently used go first"},
+    )
+    max_image_mb = fields.Float(
+        load_default=5.0,
+        validate=validate.Range(min=0.01, max=100),
+        metadata={"doc": "a larger image from elsewhere is refused"},
+    )
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> ImagesConfig:
+        return ImagesConfig(**data)
+
+
 class PluginsSchema(Schema):
     """`[plugins]`: selection lists; each `[plugins.<name>]` table is validated by its plugin."""
 
@@ -241,6 +258,20 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class ImagesConfig:
+    cache_max_mb: float = 200.0
+    max_image_mb: float = 5.0
+
+    @property
+    def cache_max_bytes(self) -> int:
+        return int(self.cache_max_mb * 2**20)
+
+    @property
+    def max_image_bytes(self) -> int:
+        return int(self.max_image_mb * 2**20)
+
+
+@dataclass(frozen=True)
 class PluginsConfig:
     enabled: tuple[str, ...] = ()
     disabled: tuple[str, ...] = ()
@@ -255,6 +286,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     base_dir: Path = field(default_factory=Path.cwd)
     path: Path | None = None
@@ -278,6 +310,7 @@ SECTIONS: dict[str, type[Schema]] = {
     "database": DatabaseSchema,
     "redis": RedisSchema,
     "auth": AuthSchema,
+    "images": ImagesSchema,
     "plugins": PluginsSchema,
 }
 
@@ -365,6 +398,7 @@ def build_config(
         database=loaded["database"],
         redis=loaded["redis"],
         auth=loaded["auth"],
+        images=loaded["images"],
         plugins=PluginsConfig(
             enabled=tuple(plugins["enabled"]),
             disabled=tuple(plugins["disabled"]),
