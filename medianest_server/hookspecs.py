@@ -255,3 +255,17 @@ def medianest_connections(ctx: PluginContext) -> Iterable[LiveConnection]:  # ty
     support bundle. ``leader_only=True`` runs it on one instance at a time. Connections are
     cancelled at shutdown and when the plugin restarts (new settings).
     """
+
+
+@hookspec
+def medianest_image_hosts(ctx: PluginContext) -> Iterable[str]:  # type: ignore[empty-body]
+    """Return the hosts whose images this plugin shows: ``["image.tmdb.org"]``,
+    ``["*.ytimg.com"]`` (its subdomains), ``["192.168.1.20:5055"]`` (that port only).
+
+    Pages never load images from other sites (``img-src 'self' data:``): put
+    ``ctx.image_url(address)`` in your ``<img src>`` and the core's image proxy fetches the
+    image from a host listed here (redirects only to listed hosts), checks it is JPEG, PNG,
+    WebP or GIF (never SVG) under the ``[images] max_image_mb`` cap, keeps it on disk, and
+    serves it to signed-in people. Called on every proxied image (settings may change), within
+    2 s: keep it cheap, from ``ctx.config`` at most.
+    """

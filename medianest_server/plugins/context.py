@@ -15,6 +15,7 @@ from ..clock import Clock
 from ..db import Database
 from ..events import Event, EventBus, make_event
 from ..http import HttpClient
+from ..images import signing as image_signing
 from ..jobs import JobQueue
 from ..notifications import Notifications
 from ..ratelimit import RateLimiter
@@ -127,6 +128,18 @@ class PluginContext:
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/': {path!r}")
         return self.base_url.rstrip("/") + path
+
+    def image_url(self, url: str | None) -> str | None:
+        """The address to put in an `<img src>` for an image on another host (a TMDB poster,
+        a YouTube thumbnail): `/images/proxy?...&sig=...`, signed so that MediaNest fetches
+        only addresses it put on its own pages. None for an empty `url`; ValueError for one
+        that is not an absolute http(s) URL. The host must be one your
+        `medianest_image_hosts` declares, or the proxy refuses the image (403).
+        """
+        if not url:
+            return None
+        key = self.secrets.derive_key(image_signing.KEY_PURPOSE)
+        return image_signing.proxy_url(key, self.name, url)
 
     async def save_settings(self, values: Mapping[str, str]) -> str:
         """Save some of this plugin's settings to `medianest.toml` and apply them now.
