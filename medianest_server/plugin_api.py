@@ -25,7 +25,7 @@ from .errors import (
 from .events import Event, EventBus, make_event
 from .hookspecs import hookimpl
 from .http import HttpClient, HttpResponse, UpstreamError
-from .jobs import Job, JobContext, JobQueue, Worker
+from .jobs import Job, JobContext, JobQueue, JobSpec, Worker, run_process_group
 from .plugins.context import PluginContext, ServiceRegistry
 from .plugins.startup_retry import PluginNotReady
 from .plugins.types import (
@@ -84,6 +84,7 @@ __all__ = [
     "Job",
     "JobContext",
     "JobQueue",
+    "JobSpec",
     "LinkedIdentity",
     "LiveConnection",
     "LoginProvider",
@@ -123,4 +124,5 @@ __all__ = [
     "parse_int",
     "path_id",
     "render_page",
+    "run_process_group",
 ]

@@ -15,6 +15,7 @@ import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
+from .progress import ProgressRecorder
 from .queue import FINISHED_STATUSES, Job, JobQueue
 
 logger = logging.getLogger("medianest.jobs")
@@ -27,9 +28,12 @@ class JobContext:
         self,
         job: Job,
         on_progress: Callable[[Job, Mapping[str, Any]], Awaitable[None]] | None = None,
+        *,
+        recorder: ProgressRecorder | None = None,
     ) -> None:
         self.job = job
         self._on_progress = on_progress
+        self._recorder = recorder
         self._cancelled = asyncio.Event()
         self._progress_failed = False
 
@@ -47,8 +51,18 @@ class JobContext:
         await self._cancelled.wait()
 
     async def progress(self, data: Mapping[str, Any]) -> None:
-        """Report progress (e.g. bytes done). Nothing is stored; the worker's ``on_progress``
-        callback (which may publish an event) gets it. Its failures are logged, not raised."""
+        """Report progress: ``{"percent": 42.5, ...}`` (0..100) and anything else JSON (bytes
+        done, speed).
+
+        It is stored on the job's row (``job.progress``, ``job.progress_data``: what a ``GET`` of
+        the job shows; a parent's percent is its children's mean) and published to the job's
+        owner as ``core.job.updated`` on ``user:<id>``, at most every 0.5 s unless the percent
+        moved a whole point, the latest report always landing. The worker's ``on_progress``
+        callback gets every report. Storage and callback failures are logged, not raised; a
+        ``percent`` that is not a number, or data that is not JSON, is a ``ValueError``.
+        """
+        if self._recorder is not None:
+            await self._recorder.report(data)
         if self._on_progress is None:
             return
         try:
@@ -260,7 +274,8 @@ class Worker:
             # Our own lease ran out (the loop stalled) and we claimed the job again: the old run
             # must not go on beside the new one.
             stale.interrupt("lost")
-        run = _Run(job, JobContext(job, self._on_progress))
+        recorder = ProgressRecorder(self.queue, job, self.worker_id)
+        run = _Run(job, JobContext(job, self._on_progress, recorder=recorder))
         self._runs[job.id] = run
         run.task = asyncio.create_task(self._run(run, stale), name=f"job {job.id} ({job.kind})")
 
@@ -299,6 +314,8 @@ class Worker:
                 extra={"job_id": job.id, "job_kind": job.kind, "worker_id": self.worker_id},
             )
         finally:
+            if run.context._recorder is not None:
+                await run.context._recorder.close()
             if self._runs.get(job.id) is run:
                 del self._runs[job.id]
             self._wake.set()
@@ -366,7 +383,13 @@ class Worker:
             )
 
     async def _heartbeat(self, run: _Run) -> None:
-        """Renew the lease every lease/3; stop the handler when the job is no longer ours."""
+        """Renew the lease every lease/3; stop the handler when the job is no longer ours.
+
+        A job runs once: while the heartbeat renews the lease no other worker claims it, and
+        when renewing fails (the database is unreachable) the handler is stopped while the last
+        lease still holds, before another worker may take the job. Only a handler that blocks
+        the event loop (no ``await`` for a whole lease) can outlive its lease.
+        """
         loop = asyncio.get_running_loop()
         interval = self.lease_seconds / 3
         renewed_at = loop.time()
@@ -386,8 +409,9 @@ class Worker:
                         run.job.id,
                         extra={"job_id": run.job.id, "worker_id": self.worker_id},
                     )
-                # Past the lease another worker may have taken the job: stop running it.
-                ours = loop.time() - renewed_at < self.lease_seconds
+                # Past the lease another worker may take the job: if the lease would run out before
+                # the next heartbeat, stop running it now, while it is still ours.
+                ours = loop.time() + interval < renewed_at + self.lease_seconds
             else:
                 if ours:
                     renewed_at = sent_at
