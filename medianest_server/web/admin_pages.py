@@ -108,6 +108,11 @@ def applied_message(record: PluginRecord) -> str:
         return f"Saved. {record.title} still needs: {', '.join(record.missing)}."
     if record.status == "failed":
         return f"Saved, but {record.title} could not start: {record.error}"
+    if record.status == "retrying":
+        return (
+            f"Saved. {record.title} cannot reach its service yet ({record.error}); "
+            "MediaNest keeps trying with these settings."
+        )
     return f"Saved. {record.title} is {record.status}; the settings apply when it is enabled."
 
 
