@@ -124,7 +124,7 @@ def build_services(config: Config, *, clock: Clock = SYSTEM_CLOCK) -> Services:
         cache=cache,
         events=events,
         ratelimiter=ratelimiter,
-        jobs=JobQueue(db, clock=clock),
+        jobs=JobQueue(db, clock=clock, events=events),  # progress reaches the owner live
         http=HttpClient(clock=clock, user_agent=f"MediaNest/{__version__}"),
         secrets=SecretBox(config.server.secret_key),
         leader=leader,

@@ -351,3 +351,33 @@ async def test_a_plugin_notifies_every_admin_and_the_bell_keeps_it(
     event = await asyncio.wait_for(live.__anext__(), timeout=5)
     assert event.type == "core.notification.created" and event.data["title"] == "Overseerr is down"
     live.close()
+
+
+async def test_a_jobs_progress_reaches_its_owner_live_in_the_assembled_app(
+    client: TestClient,
+) -> None:
+    """ctx.jobs of a running app publishes core.job.updated to the owner's topic."""
+    from medianest_server.plugin_api import Job, JobContext, Worker
+
+    auth = client.app[AUTH_SERVICES]
+    owner = await auth.users.create("owner", role="user")
+    ctx = client.app[PLUGINS].records["good"].ctx
+    assert ctx is not None
+    live = client.app[SERVICES].events.subscribe(topics=[f"user:{owner.id}"])
+
+    async def download(job: Job, context: JobContext) -> dict[str, int]:
+        await context.progress({"percent": 50})
+        return {"done": 1}
+
+    job = await ctx.jobs.enqueue("good", "download", {}, user_id=owner.id)
+    worker = Worker(ctx.jobs, queues=["good"], handlers={"download": download})
+    await worker.run_until_idle()
+    progress: list[object] = []
+    async with asyncio.timeout(5):
+        while 50 not in progress:
+            event = await live.__anext__()
+            if event.type == "core.job.updated" and event.data["job_id"] == job.id:
+                progress.append(event.data["progress"])
+    live.close()
+    stored = await ctx.jobs.get(job.id)
+    assert stored is not None and stored.status == "succeeded"
