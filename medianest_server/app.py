@@ -42,8 +42,10 @@ from .web import (
     auth_pages,
     dashboard,
     health,
+    image_proxy,
     openapi,
     pages,
+    plugin_static,
     profile,
     realtime,
     webhooks,
@@ -66,6 +68,8 @@ DEFAULT_PLUGINS: list[tuple[str, ModuleType]] = [
     ("core.admin_pages", admin_pages),
     ("core.openapi", openapi),
     ("core.realtime", realtime),
+    ("core.plugin_static", plugin_static),
+    ("core.image_proxy", image_proxy),
 ]
 
 
@@ -114,11 +118,12 @@ def create_app(
     app[DB] = services.db
     app[PLUGINS] = manager
     app[HEALTH] = HealthRegistry(clock=clock)
+    app[LOOP_LAG] = LoopLagMonitor(clock=clock)
     app[STARTUP_RETRIES] = StartupRetries(clock=clock, sleep=sleep)
     app[CONNECTIONS] = ConnectionSupervisor(leader=services.leader, clock=clock, sleep=sleep)
-    app[LOOP_LAG] = LoopLagMonitor(clock=clock)
     app[access.ROUTE_TABLE] = {}
     setup_templates(app, _plugin_template_dirs(manager))
+    plugin_static.setup_plugin_static(app)  # plugin_static() and plugin_assets() in templates
 
     accounts = auth_pages.BrowserAccounts(auth)
     writer = AppSettingsWriter(app)
