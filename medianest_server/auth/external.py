@@ -7,6 +7,7 @@ import unicodedata
 from datetime import datetime
 from typing import Any
 
+from ..db import Connection, Database
 from ..errors import Conflict, NotFound, Unauthorized
 from ..plugins.types import ExternalIdentity, LinkedIdentity
 from .models import User
@@ -30,12 +31,7 @@ async def user_for_identity(
     )
     if row is not None:
         user_id = int(row["user_id"])
-        await auth.users.db.execute(
-            "UPDATE identities SET username = :username, email = :email, avatar_url = :avatar,"
-            " secret = coalesce(:secret, secret), data = :data, updated_at = :now"
-            " WHERE provider = :provider AND subject = :subject",
-            _identity_row(identity, secret, now),
-        )
+        await _refresh_identity(auth.users.db, identity, secret, now)
         await auth.users.db.execute(
             "UPDATE users SET display_name = coalesce(:name, display_name),"
             " avatar_url = coalesce(:avatar, avatar_url), updated_at = :now WHERE id = :id",
@@ -66,6 +62,29 @@ async def user_for_identity(
         "auth.login.succeeded", actor=user, ip=ip, details={"provider": identity.provider}
     )
     return user
+
+
+async def _insert_identity(
+    conn: Connection, user_id: int, identity: ExternalIdentity, secret: str | None, now: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO identities (user_id, provider, subject, username, email, avatar_url,"
+        " secret, data, created_at, updated_at) VALUES (:user_id, :provider, :subject,"
+        " :username, :email, :avatar, :secret, :data, :now, :now)",
+        {"user_id": user_id, **_identity_row(identity, secret, now)},
+    )
+
+
+async def _refresh_identity(
+    conn: Connection | Database, identity: ExternalIdentity, secret: str | None, now: datetime
+) -> None:
+    """What the provider says now about an account already linked (a kept secret stays)."""
+    await conn.execute(
+        "UPDATE identities SET username = :username, email = :email, avatar_url = :avatar,"
+        " secret = coalesce(:secret, secret), data = :data, updated_at = :now"
+        " WHERE provider = :provider AND subject = :subject",
+        _identity_row(identity, secret, now),
+    )
 
 
 def _identity_row(identity: ExternalIdentity, secret: str | None, now: datetime) -> dict[str, Any]:
@@ -109,12 +128,7 @@ async def _create_linked(
             conn=conn,
         )
         now = auth.users.clock.now()
-        await conn.execute(
-            "INSERT INTO identities (user_id, provider, subject, username, email, avatar_url,"
-            " secret, data, created_at, updated_at) VALUES (:user_id, :provider, :subject,"
-            " :username, :email, :avatar, :secret, :data, :now, :now)",
-            {"user_id": user.id, **_identity_row(identity, secret, now)},
-        )
+        await _insert_identity(conn, user.id, identity, secret, now)
     return user
 
 
@@ -175,12 +189,7 @@ async def link_identity(
                 details={"provider": [identity.provider]},
             )
         if owner is not None:  # already this user's: refresh what the provider said
-            await conn.execute(
-                "UPDATE identities SET username = :username, email = :email,"
-                " avatar_url = :avatar, secret = coalesce(:secret, secret), data = :data,"
-                " updated_at = :now WHERE provider = :provider AND subject = :subject",
-                _identity_row(identity, secret, now),
-            )
+            await _refresh_identity(conn, identity, secret, now)
             return
         other = await conn.fetch_val(
             "SELECT username FROM identities WHERE user_id = :user_id AND provider = :provider",
@@ -192,12 +201,7 @@ async def link_identity(
                 "unlink it first.",
                 details={"provider": [identity.provider]},
             )
-        await conn.execute(
-            "INSERT INTO identities (user_id, provider, subject, username, email, avatar_url,"
-            " secret, data, created_at, updated_at) VALUES (:user_id, :provider, :subject,"
-            " :username, :email, :avatar, :secret, :data, :now, :now)",
-            {"user_id": user.id, **_identity_row(identity, secret, now)},
-        )
+        await _insert_identity(conn, user.id, identity, secret, now)
     await auth.users.cache.changed(user.id)
     await auth.audit.record(
         "identity.linked",

@@ -89,15 +89,20 @@ async def save_and_apply(
     """Save a plugin's settings from a form, apply them now, and audit who changed what.
     Returns the changed keys and the plugin's record (its new status)."""
     changed = _settings(request).save(name, form, only=only)
+    await _audit_settings(request, name, {"keys": changed})
+    return changed, await apply_settings(request.app, name)
+
+
+async def _audit_settings(request: web.Request, plugin: str, details: dict[str, Any]) -> None:
+    """The audit line of an admin's change to a plugin's settings."""
     await _auth(request).audit.record(
         "settings.changed",
         actor=request[USER],
         ip=request.remote,
         target_type="plugin",
-        target_id=name,
-        details={"keys": changed},
+        target_id=plugin,
+        details=details,
     )
-    return changed, await apply_settings(request.app, name)
 
 
 def applied_message(record: PluginRecord) -> str:
@@ -314,14 +319,7 @@ async def set_enabled(request: web.Request) -> web.Response:
         _settings(request).set_enabled(name, form["enabled"])
     except MediaNestError as exc:
         return await _plugins_page(request, status=exc.status, error=exc.message)
-    await _auth(request).audit.record(
-        "settings.changed",
-        actor=request[USER],
-        ip=request.remote,
-        target_type="plugin",
-        target_id=name,
-        details={"enabled": form["enabled"]},
-    )
+    await _audit_settings(request, name, {"enabled": form["enabled"]})
     state = "enabled" if form["enabled"] else "disabled"
     return await _plugins_page(request, message=f"{name} will be {state} at the next start.")
 
