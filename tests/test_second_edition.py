@@ -84,7 +84,10 @@ async def test_a_third_party_plugin_uses_every_addition_of_the_second_edition(
     # 2. its own way in saves the setting; the upstream is not up yet: retrying, 503
     await client.get("/second_edition/setup", headers=as_admin, allow_redirects=False)
     assert record.status == "retrying" and "not reachable yet" in (record.error or "")
-    assert (await client.get("/second_edition/", headers=as_alice)).status == 503
+    waiting = await client.get("/api/v1/second_edition/me", headers=as_alice)
+    assert waiting.status == 503 and 1 <= int(waiting.headers["Retry-After"]) <= 6
+    told = await (await client.get("/", headers=as_admin)).text()
+    assert "Second Edition cannot reach its service yet" in told and "next try at" in told
 
     # 3. the upstream comes up: the retry starts it, no restart; its connection is held
     second_edition.state["upstream_up"] = True

@@ -10,6 +10,7 @@ has failed (in plain words: people never see setting names).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from urllib.parse import quote
@@ -17,7 +18,7 @@ from urllib.parse import quote
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..appkeys import PLUGINS
+from ..appkeys import PLUGINS, SERVICES
 from ..auth.models import User
 from ..errors import NotConfigured
 from ..looplag import PluginCall, watched
@@ -141,7 +142,13 @@ def _require_running(request: web.Request, info: MountedRoute, user: User | None
             if admin
             else "Please try again in a few minutes."
         )
-        raise web.HTTPServiceUnavailable(text=f"{reason}; MediaNest keeps trying. {then}")
+        headers = {}
+        if record.next_attempt_at is not None:  # a client may come back when it tries next
+            wait = (record.next_attempt_at - request.app[SERVICES].clock.now()).total_seconds()
+            headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        raise web.HTTPServiceUnavailable(
+            text=f"{reason}; MediaNest keeps trying. {then}", headers=headers
+        )
     if admin and record.error:  # admins read the reason; people plain words
         then = f"It failed at {record.stage or 'start'}: {record.error}"
     else:

@@ -158,9 +158,16 @@ async def _render_dashboard(
         cards = [card if c.name == card.name else c for c in cards]
     installed = any(not r.builtin for r in request.app[PLUGINS].records.values())
     broken = [
-        {"title": r.title, "name": r.name, "stage": r.stage, "error": r.error}
+        {
+            "title": r.title,
+            "name": r.name,
+            "stage": r.stage,
+            "error": r.error,
+            "retrying": r.status == "retrying",
+            "next_attempt_at": r.next_attempt_at,
+        }
         for r in request.app[PLUGINS].records.values()
-        if user.is_admin and not r.builtin and r.status == "failed"
+        if user.is_admin and not r.builtin and r.status in ("failed", "retrying")
     ]
     context = {
         "broken_plugins": broken,
