@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import socket
@@ -38,12 +39,21 @@ SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 
 
 async def eventually(
-    condition: Callable[[], Awaitable[bool]], *, within: float = 5.0, what: str = "condition"
+    condition: Callable[[], Awaitable[bool] | bool],
+    *,
+    within: float = 5.0,
+    what: str = "condition",
 ) -> None:
-    """Poll `condition` until it holds, failing after `within` seconds (a deadline, not a nap)."""
+    """Poll `condition` (a plain or an async function) until it holds, failing after `within`
+    seconds (a deadline, not a nap)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    while not await condition():
+
+    async def holds() -> bool:
+        result = condition()
+        return bool(await result) if inspect.isawaitable(result) else bool(result)
+
+    while not await holds():
         if loop.time() > deadline:
             pytest.fail(f"{what} did not happen within {within} s")
         await asyncio.sleep(0.01)

@@ -7,7 +7,6 @@ import asyncio
 import importlib
 import logging
 import re
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,20 +15,11 @@ from aiohttp.test_utils import TestClient
 from medianest_server.plugins.loader import Candidate
 
 from ..auth.conftest import MakeSite
+from ..conftest import eventually
 
 
 def sample(name: str) -> Candidate:
     return Candidate(name, lambda: importlib.import_module(f"tests.sample_plugins.{name}"))
-
-
-async def until(condition: Callable[[], bool], what: str, within: float = 5.0) -> None:
-    """Poll `condition` until it holds; fail after `within` seconds (a deadline, not a nap)."""
-    try:
-        async with asyncio.timeout(within):
-            while not condition():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        pytest.fail(f"{what} did not happen within {within} s")
 
 
 def blocked_warnings(caplog: pytest.LogCaptureFixture, culprit: str) -> list[str]:
@@ -96,7 +86,7 @@ async def test_a_widget_loader_that_blocks_is_named_not_the_page_that_shows_it(
     assert card.status == 200
     assert "loaded at last" in await card.text()
 
-    await until(lambda: bool(blocked_warnings(caplog, culprit)), "the widget named")
+    await eventually(lambda: bool(blocked_warnings(caplog, culprit)), what="the widget named")
     [warning] = blocked_warnings(caplog, culprit)
     assert re.fullmatch(
         rf"{culprit} blocked the event loop for 0\.\d s; move blocking work to asyncio\.to_thread",

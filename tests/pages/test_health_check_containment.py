@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import re
-from collections.abc import Callable
 
 import pytest
 
@@ -14,21 +13,12 @@ from medianest_server.healthchecks import PAGE_MAX_AGE_SECONDS, SHUTDOWN_GRACE_S
 from medianest_server.plugins.loader import Candidate
 
 from ..auth.conftest import MakeSite, hidden_csrf
+from ..conftest import eventually
 from ..sample_plugins import stubborn_health
 
 
 def sample(name: str) -> Candidate:
     return Candidate(name, lambda: importlib.import_module(f"tests.sample_plugins.{name}"))
-
-
-async def until(condition: Callable[[], bool], what: str, within: float = 5.0) -> None:
-    """Poll `condition` until it holds; fail after `within` seconds (a deadline, not a nap)."""
-    try:
-        async with asyncio.timeout(within):
-            while not condition():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        pytest.fail(f"{what} did not happen within {within} s")
 
 
 async def test_a_health_check_that_swallows_cancellation_hangs_neither_page_nor_shutdown(
@@ -48,7 +38,9 @@ async def test_a_health_check_that_swallows_cancellation_hangs_neither_page_nor_
         )
         assert row is not None
         assert ">down<" in row.group(1) and "timed out after 0.2 s" in row.group(1)
-        await until(lambda: len(stubborn_health.cancellations) >= 1, "the check swallowing")
+        await eventually(
+            lambda: len(stubborn_health.cancellations) >= 1, what="the check swallowing"
+        )
 
         # "Test connection" runs the checks now: the stuck one is not started twice, it is
         # reported down at once and cancelled again
@@ -60,7 +52,9 @@ async def test_a_health_check_that_swallows_cancellation_hangs_neither_page_nor_
                 headers={"Accept": "application/json"},
             )
         assert tested.status == 200
-        await until(lambda: len(stubborn_health.cancellations) >= 2, "the second cancellation")
+        await eventually(
+            lambda: len(stubborn_health.cancellations) >= 2, what="the second cancellation"
+        )
         assert any(
             "swallows cancellation" in r.getMessage()
             for r in caplog.records
