@@ -4,7 +4,7 @@ Plugins return :class:`LiveConnection` objects from ``medianest_connections``; t
 to one :class:`ConnectionSupervisor` per instance. Each runs as its own asyncio task for as long
 as the connection lives. When ``run`` returns or raises, the supervisor starts it again after a
 backoff (``backoff_seconds`` doubling up to ``max_backoff_seconds``, ± 10 %; back to the start
-once ``run`` reported the connection up with ``link.connected()``), logs the first failure of a
+once the connection, reported up with ``link.connected()``, held for 30 s), logs the first failure of a
 streak and the recovery, and keeps the state the admin health page and the support bundle show.
 A ``leader_only`` connection runs on the instance that leads (see :mod:`medianest_server.leader`)
 and is closed on an instance that stops leading. Periodic work belongs in :mod:`.tasks`.
@@ -32,6 +32,8 @@ logger = logging.getLogger("medianest.connections")
 STOP_WAIT_SECONDS = 10.0
 #: How often a leader-only connection checks whether this instance (still) leads.
 LEADER_CHECK_SECONDS = 5.0
+# a connection up at least this long counts as having held: its backoff starts over
+STABLE_AFTER = timedelta(seconds=30)
 _MAX_EXPONENT = 30
 
 ConnectionState = Literal["connecting", "connected", "retrying", "standby", "stopped"]
@@ -146,8 +148,7 @@ class _Entry:
         self.enter("connected")
         self.connected_since = self._clock.now()
         self.retrying_since = None
-        self.failures_in_a_row = 0
-        self.reported_up = True
+        self.reported_up = True  # the backoff starts over only once it has held (STABLE_AFTER)
 
     def status(self) -> ConnectionStatus:
         return ConnectionStatus(
@@ -301,8 +302,11 @@ class ConnectionSupervisor:
     def _record_loss(self, entry: _Entry, error: str, exc: BaseException | None) -> None:
         entry.restarts += 1
         entry.last_error = error
-        if entry.reported_up:
-            entry.failures_in_a_row = 0  # it was up: start again from the shortest wait
+        up_since = entry.connected_since if entry.reported_up else None
+        if up_since is not None and self._clock.now() - up_since >= STABLE_AFTER:
+            # it held: start again from the shortest wait (one that connects and drops at
+            # once keeps backing off instead of reconnecting every second forever)
+            entry.failures_in_a_row = 0
         entry.failures_in_a_row += 1
         entry.enter("retrying")
         if entry.retrying_since is None:  # once per streak; status() shows the rest

@@ -254,3 +254,24 @@ async def test_a_leader_only_connection_runs_only_while_this_instance_leads() ->
     finally:
         await supervisor.stop()
     assert supervisor.status()[0].state == "stopped"
+
+
+async def test_a_connection_that_drops_as_soon_as_it_is_up_keeps_backing_off(
+    site: Site, feed: tuple[Feed, TestServer]
+) -> None:
+    """Up and gone at once, again and again: the waits grow (1, 2, 4 s) instead of a
+    reconnect every second forever; once it holds for 30 s, the next loss waits 1 s again."""
+    upstream, _ = feed
+    waits = []
+    for _ in range(3):
+        await site.state_is("connected")
+        await upstream.drop_all()
+        await site.state_is("retrying")
+        waits.append(await site.sleep.step())
+    for wait, base in zip(waits, [1, 2, 4], strict=True):
+        assert base * 0.9 <= wait <= base * 1.1
+    await site.state_is("connected")
+    site.sleep.clock.advance(31)  # it holds
+    await upstream.drop_all()
+    await site.state_is("retrying")
+    assert 0.9 <= await site.sleep.step() <= 1.1
