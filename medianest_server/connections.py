@@ -4,8 +4,9 @@ Plugins return :class:`LiveConnection` objects from ``medianest_connections``; t
 to one :class:`ConnectionSupervisor` per instance. Each runs as its own asyncio task for as long
 as the connection lives. When ``run`` returns or raises, the supervisor starts it again after a
 backoff (``backoff_seconds`` doubling up to ``max_backoff_seconds``, ± 10 %; back to the start
-once the connection, reported up with ``link.connected()``, held for 30 s), logs the first failure of a
-streak and the recovery, and keeps the state the admin health page and the support bundle show.
+once the connection, reported up with ``link.connected()``, held for 30 s), logs the first
+failure of a streak and the recovery, and keeps the state the admin health page and the support
+bundle show.
 A ``leader_only`` connection runs on the instance that leads (see :mod:`medianest_server.leader`)
 and is closed on an instance that stops leading. Periodic work belongs in :mod:`.tasks`.
 """
