@@ -41,5 +41,43 @@ async def serve(
     log.info("stopped")
 
 
+LEFTOVER_WAIT_SECONDS = 5.0
+
+
 def run(app: web.Application, host: str, port: int, *, shutdown_timeout: float = 10.0) -> None:
-    asyncio.run(serve(app, host, port, shutdown_timeout=shutdown_timeout))
+    """Serve until a signal, then stop. Unlike `asyncio.run`, which waits without end for every
+    task left at exit, tasks still running after the app's cleanup (a plugin's health check
+    that swallows cancellation) get LEFTOVER_WAIT_SECONDS, are named in the log, and are left
+    behind: the process exits."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(serve(app, host, port, shutdown_timeout=shutdown_timeout))
+    finally:
+        try:
+            _end_leftover_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _end_leftover_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    leftovers = asyncio.all_tasks(loop)
+    if not leftovers:
+        return
+    for task in leftovers:
+        task.cancel()
+    done, stuck = loop.run_until_complete(asyncio.wait(leftovers, timeout=LEFTOVER_WAIT_SECONDS))
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning(
+                "a task failed while the server stopped",
+                exc_info=task.exception(),
+                extra={"task": task.get_name()},
+            )
+    for task in stuck:
+        log.warning(
+            "a task ignored its cancellation at exit and is left behind",
+            extra={"task": task.get_name()},
+        )

@@ -391,3 +391,53 @@ def test_check_says_a_config_that_is_not_utf8_is_not_utf8(tmp_path: Path) -> Non
     result = run("check", "--config", str(path))
     assert result.returncode == 2
     assert "not UTF-8 text" in result.stdout and "Traceback" not in result.stdout + result.stderr
+
+
+STUBBORN_SERVER = """
+import asyncio, sys
+from aiohttp import web
+from medianest_server.server import run
+
+async def stubborn() -> None:
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass  # a health check that swallows its cancellation
+
+async def keep_one(app: web.Application):
+    task = asyncio.get_running_loop().create_task(stubborn(), name="stubborn check")
+    yield  # the cleanup leaves it running, as a stuck plugin check is left behind
+
+app = web.Application()
+app.cleanup_ctx.append(keep_one)
+app.router.add_get("/health/live", lambda request: web.json_response({"status": "ok"}))
+run(app, "127.0.0.1", int(sys.argv[1]), shutdown_timeout=0)
+"""
+
+
+def test_serve_exits_even_when_a_task_ignores_its_cancellation(tmp_path: Path) -> None:
+    """asyncio.run would wait without end for such a task at exit; the server names it and
+    leaves it behind."""
+    script = tmp_path / "stubborn.py"
+    script.write_text(STUBBORN_SERVER)
+    port = free_port()
+    log = tmp_path / "stubborn.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen([sys.executable, str(script), str(port)], stderr=stderr)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "a task ignored its cancellation at exit and is left behind" in log.read_text()
