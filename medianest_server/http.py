@@ -295,7 +295,7 @@ class HttpClient:
     async def request(
         self,
         method: str,
-        url: str,
+        url: str | URL,
         *,
         upstream: str,
         params: Params | None = None,
@@ -310,6 +310,8 @@ class HttpClient:
     ) -> HttpResponse:
         """Send a request to `upstream` (its display name, e.g. "Plex") and read the answer.
 
+        `url` is a string, or a `yarl.URL` built with `encoded=True` when the upstream needs
+        its query exactly as you percent-encoded it (a string is re-quoted: `%27` becomes `'`).
         Non-2xx answers are returned, not raised (`response.raise_for_status()` raises).
         `timeout` overrides the read timeout for this call, `retries` the number of retries.
         `single_flight=True` (GET/HEAD without a body) lets concurrent identical calls share one
@@ -352,13 +354,13 @@ class HttpClient:
         return await self._flights.run((*key, max_body_bytes, allow_redirects), send)
 
     async def get(
-        self, url: str, *, upstream: str, **options: Unpack[RequestOptions]
+        self, url: str | URL, *, upstream: str, **options: Unpack[RequestOptions]
     ) -> HttpResponse:
         """`request("GET", …)`."""
         return await self.request("GET", url, upstream=upstream, **options)
 
     async def post(
-        self, url: str, *, upstream: str, **options: Unpack[RequestOptions]
+        self, url: str | URL, *, upstream: str, **options: Unpack[RequestOptions]
     ) -> HttpResponse:
         """`request("POST", …)`: never retried."""
         return await self.request("POST", url, upstream=upstream, **options)
@@ -366,7 +368,7 @@ class HttpClient:
     def stream(
         self,
         method: str,
-        url: str,
+        url: str | URL,
         *,
         upstream: str,
         params: Params | None = None,
@@ -388,7 +390,7 @@ class HttpClient:
     async def _stream(
         self,
         method: str,
-        url: str,
+        url: str | URL,
         upstream: str,
         params: Params | None,
         headers: Mapping[str, str] | None,
@@ -421,7 +423,7 @@ class HttpClient:
     async def _attempts(
         self,
         method: str,
-        url: str,
+        url: str | URL,
         upstream: str,
         read_timeout: float | None,
         retries: int | None,
@@ -550,7 +552,7 @@ class HttpClient:
         return elapsed_ms
 
     def _describe_error(
-        self, upstream: str, method: str, url: str, exc: BaseException, read_timeout: float
+        self, upstream: str, method: str, url: str | URL, exc: BaseException, read_timeout: float
     ) -> UpstreamError:
         target = f"{method} {_safe_target(url)}"
         if isinstance(exc, TimeoutError):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from aiohttp import web
 
+from ..audit import AuditLog
 from ..cache import Cache
 from ..clock import Clock
 from ..db import Database
@@ -192,6 +193,31 @@ class PluginContext:
         event = make_event(type, data, topic=topic, clock=self.clock)
         await self.events.publish(event)
         return event
+
+    async def audit(
+        self,
+        action: str,
+        *,
+        actor: User | None,
+        request: web.Request | None = None,
+        target_type: str | None = None,
+        target_id: object = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record in the audit log (admin page Audit) that `actor` did `action` (it must start
+        with `<name>.`, e.g. `overseerr.request.approved`), from `request`'s address, to
+        `target_type`/`target_id`. For what an admin may later ask about: approvals, deletions,
+        changes made on someone's behalf. Never put a secret in `details`."""
+        if not action.startswith(f"{self.name}."):
+            raise ValueError(f"audit action {action!r} must start with {self.name + '.'!r}")
+        await AuditLog(self.db, clock=self.clock).record(
+            action,
+            actor=actor,
+            ip=request.remote if request is not None else None,
+            target_type=target_type,
+            target_id=target_id,
+            details=details,
+        )
 
     async def notify(
         self,

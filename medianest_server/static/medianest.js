@@ -32,6 +32,35 @@ async function refreshWidget(card) {
   if (fresh) card.replaceWith(fresh);
 }
 
+// A page region marked data-live-region="<name>" data-refresh-on="<event types>" is reloaded
+// from the page's own address when one of those events arrives (a request's status on a list).
+// Events arriving while it reloads are coalesced into one more reload.
+const regionLoads = new Map();
+
+async function refreshRegion(name) {
+  if (regionLoads.has(name)) {
+    regionLoads.set(name, true);
+    return;
+  }
+  regionLoads.set(name, false);
+  try {
+    const response = await fetch(window.location.href, {
+      headers: { Accept: "text/html" },
+      credentials: "same-origin",
+    });
+    if (!response.ok) return;
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    const selector = `[data-live-region="${CSS.escape(name)}"]`;
+    const fresh = page.querySelector(selector);
+    const current = document.querySelector(selector);
+    if (fresh && current) current.replaceWith(document.importNode(fresh, true));
+  } finally {
+    const again = regionLoads.get(name);
+    regionLoads.delete(name);
+    if (again) refreshRegion(name);
+  }
+}
+
 function connectLive() {
   if (!document.body.dataset.live || !("EventSource" in window)) return;
   const source = new EventSource("/api/v1/events");
@@ -49,7 +78,9 @@ function connectLive() {
       const reset = type === "core.stream.reset";
       if (reset) refreshUnread();
       for (const card of document.querySelectorAll("[data-refresh-on]")) {
-        if (reset || card.dataset.refreshOn.split(" ").includes(type)) refreshWidget(card);
+        if (!reset && !card.dataset.refreshOn.split(" ").includes(type)) continue;
+        if (card.dataset.widget) refreshWidget(card);
+        else if (card.dataset.liveRegion) refreshRegion(card.dataset.liveRegion);
       }
       document.dispatchEvent(new CustomEvent("medianest:event", { detail: JSON.parse(message.data) }));
     });

@@ -6,8 +6,8 @@
 
 What it gives: the plugin's own `ctx`; the URL (with its secret) of each of its webhooks;
 running its health checks now; rendering one widget for a user; the events and notifications
-it emitted since the test began; and running one of its periodic tasks now, on the test's
-clock, instead of waiting for its interval.
+it emitted since the test began; running one of its periodic tasks now, on the test's clock,
+instead of waiting for its interval; and linking an account at another provider to a user.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ..appkeys import HEALTH, PLUGINS, SERVICES
+from ..auth.external import link_identity
 from ..auth.models import User
+from ..auth.services import AUTH_SERVICES
 from ..events import Event
 from ..healthchecks import CheckOutcome
 from ..plugins.context import PluginContext
 from ..plugins.loader import PluginRecord
-from ..plugins.types import Widget
+from ..plugins.types import ExternalIdentity, Widget
 from ..web.webhooks import webhook_path, webhook_secret
 
 
@@ -86,6 +88,13 @@ class PluginHarness:
             {"user_id": user_id, "type": self.name},
         )
         return [dict(row) for row in rows]
+
+    async def link_identity(self, user: User, identity: ExternalIdentity) -> None:
+        """Link an account at another provider to `user`, as that provider's sign-in would
+        from their profile: for plugins that find people through `ctx.identity` (Overseerr
+        finds a person's account by the Plex id their Plex sign-in linked) without running
+        that provider's flow in the test."""
+        await link_identity(self.app[AUTH_SERVICES], user, identity, ip=None)
 
     async def run_task(self, task: str) -> None:
         """Run the plugin's periodic task `task` now and wait for it (its outcome is recorded

@@ -1,9 +1,11 @@
 """Inbound webhooks: mounted at /api/v1/webhooks/<plugin>/<name>, secret-checked by the core.
 
 Each webhook gets its own secret, derived from `[server] secret_key` (so it survives restarts
-and differs per plugin and hook). Senders put it in the path (most services, such as Plex,
-can only be given a URL) or in the header the plugin names. A wrong or missing secret is 401,
-logged once, and the plugin's handler never runs.
+and differs per plugin and hook), unless the plugin has a `webhook_secret` setting and it is
+set: then that is the secret of all its webhooks. Senders put it in the path (most services,
+such as Plex, can only be given a URL) or in the header the plugin names (Overseerr sends a
+fixed `Authorization` value). A wrong or missing secret is 401, logged once, and the plugin's
+handler never runs.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import base64
 import hmac
 import logging
+from urllib.parse import quote
 
 from aiohttp import web
 
-from ..appkeys import SERVICES
+from ..appkeys import PLUGINS, SERVICES
 from ..logs import LOG_FIELDS, REDACTED
 from ..plugins.types import Webhook
 from ..routing import Handler, Routes
@@ -24,6 +27,13 @@ log = logging.getLogger("medianest.webhooks")
 
 
 def webhook_secret(app: web.Application, plugin: str, name: str) -> str:
+    """The secret a webhook accepts: the plugin's `webhook_secret` setting when it has one and
+    it is set (operators who keep their config in files choose it; Overseerr sends it as the
+    exact `Authorization` header), otherwise one derived from `[server] secret_key`."""
+    record = app[PLUGINS].records.get(plugin)
+    chosen = record.config.get("webhook_secret") if record is not None else None
+    if isinstance(chosen, str) and chosen:
+        return chosen
     key = app[SERVICES].secrets.derive_key(f"webhook:{plugin}:{name}", 24)
     return base64.urlsafe_b64encode(key).decode().rstrip("=")
 
@@ -80,6 +90,7 @@ def webhook_urls(app: web.Application, plugin: str) -> list[tuple[str, str]]:
         if not info.path.startswith(prefix):
             continue
         name = info.path[len(prefix) :].removesuffix("/{secret}").strip("/")
-        url = base + info.path.replace("{secret}", webhook_secret(app, plugin, name))
+        secret = quote(webhook_secret(app, plugin, name), safe="")
+        url = base + info.path.replace("{secret}", secret)
         found.append((name, url))
     return sorted(found)
